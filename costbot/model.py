@@ -74,6 +74,15 @@ class Unit:
 
 
 @dataclass(frozen=True, slots=True)
+class UnitFailure:
+    """An account/project/subscription that could not be listed into units at all."""
+
+    account: str
+    regions: tuple[str, ...]
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class Volume:
     """A block-storage volume/disk as the provider reports it."""
 

@@ -1,8 +1,4 @@
-"""The findings store: SQLite through sqlite-utils, one connection per operation (WAL, busy
-timeout), schema by numbered migrations, and every status move written as an event.
-
-Nothing is ever deleted: findings change status, scans and events only accumulate.
-"""
+"""The Store class: all reads and writes of costbot's SQLite database."""
 
 from __future__ import annotations
 
@@ -10,8 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,186 +14,18 @@ import sqlite_utils
 
 from costbot.errors import StoreError, TransitionError, UnknownFindingError
 from costbot.model import ACTIVE_STATUSES, TRANSITIONS, Finding, Kind, Status, Unit
+from costbot.store.records import (
+    CachedPrice,
+    Event,
+    ScanRecord,
+    StoredFinding,
+    iso,
+    parse_time,
+    utcnow,
+)
+from costbot.store.schema import MIGRATIONS
 
 SCANNER_ACTOR = "costbot:scan"
-
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE findings (
-        id TEXT PRIMARY KEY, provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
-        kind TEXT NOT NULL, resource_id TEXT NOT NULL, name TEXT NOT NULL DEFAULT '',
-        status TEXT NOT NULL, reason TEXT NOT NULL,
-        monthly_cost_usd REAL NOT NULL, monthly_savings_usd REAL NOT NULL,
-        price_source TEXT NOT NULL, price_date TEXT NOT NULL, recommendation TEXT NOT NULL,
-        details TEXT NOT NULL DEFAULT '{}',
-        first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, first_seen_unattached TEXT,
-        status_changed_at TEXT NOT NULL, snoozed_until TEXT
-    );
-    CREATE INDEX findings_unit ON findings (provider, account, region);
-    CREATE INDEX findings_status ON findings (status);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, finding_id TEXT NOT NULL, at TEXT NOT NULL,
-        actor TEXT NOT NULL, type TEXT NOT NULL, from_status TEXT, to_status TEXT,
-        note TEXT NOT NULL DEFAULT '', data TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX events_finding ON events (finding_id, id);
-    CREATE TABLE scans (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL,
-        provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
-        started_at TEXT NOT NULL, finished_at TEXT NOT NULL, ok INTEGER NOT NULL,
-        error TEXT, resources INTEGER NOT NULL DEFAULT 0, counts TEXT NOT NULL DEFAULT '{}',
-        findings INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE INDEX scans_unit ON scans (provider, account, region, id);
-    CREATE TABLE sightings (
-        resource_key TEXT PRIMARY KEY, provider TEXT NOT NULL, account TEXT NOT NULL,
-        region TEXT NOT NULL, kind TEXT NOT NULL, first_seen_unattached TEXT NOT NULL
-    );
-    CREATE INDEX sightings_unit ON sightings (provider, account, region, kind);
-    CREATE TABLE prices (
-        key TEXT PRIMARY KEY, usd REAL NOT NULL, unit TEXT NOT NULL,
-        source TEXT NOT NULL, fetched_at TEXT NOT NULL
-    );
-    """,
-)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-
-def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFinding:
-    """A finding as the store knows it: the scanner's finding plus its lifecycle."""
-
-    id: str
-    provider: str
-    account: str
-    region: str
-    kind: Kind
-    resource_id: str
-    name: str
-    status: Status
-    reason: str
-    monthly_cost_usd: float
-    monthly_savings_usd: float
-    price_source: str
-    price_date: str
-    recommendation: str
-    details: Mapping[str, Any]
-    first_seen: datetime
-    last_seen: datetime
-    first_seen_unattached: datetime | None
-    status_changed_at: datetime
-    snoozed_until: datetime | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> StoredFinding:
-        """Build from a findings row."""
-        return cls(
-            id=row["id"],
-            provider=row["provider"],
-            account=row["account"],
-            region=row["region"],
-            kind=Kind(row["kind"]),
-            resource_id=row["resource_id"],
-            name=row["name"],
-            status=Status(row["status"]),
-            reason=row["reason"],
-            monthly_cost_usd=row["monthly_cost_usd"],
-            monthly_savings_usd=row["monthly_savings_usd"],
-            price_source=row["price_source"],
-            price_date=row["price_date"],
-            recommendation=row["recommendation"],
-            details=json.loads(row["details"]),
-            first_seen=datetime.fromisoformat(row["first_seen"]),
-            last_seen=datetime.fromisoformat(row["last_seen"]),
-            first_seen_unattached=_parse(row["first_seen_unattached"]),
-            status_changed_at=datetime.fromisoformat(row["status_changed_at"]),
-            snoozed_until=_parse(row["snoozed_until"]),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON shape of `costbot findings --format json` (a contract: add, never rename)."""
-        return {
-            "id": self.id,
-            "provider": self.provider,
-            "account": self.account,
-            "region": self.region,
-            "kind": str(self.kind),
-            "resource_id": self.resource_id,
-            "name": self.name,
-            "status": str(self.status),
-            "reason": self.reason,
-            "monthly_cost_usd": round(self.monthly_cost_usd, 4),
-            "monthly_savings_usd": round(self.monthly_savings_usd, 4),
-            "price_source": self.price_source,
-            "price_date": self.price_date,
-            "recommendation": self.recommendation,
-            "details": dict(self.details),
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
-            "first_seen_unattached": _iso(self.first_seen_unattached),
-            "status_changed_at": _iso(self.status_changed_at),
-            "snoozed_until": _iso(self.snoozed_until),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One line of a finding's audit trail."""
-
-    id: int
-    finding_id: str
-    at: datetime
-    actor: str
-    type: str
-    from_status: str | None
-    to_status: str | None
-    note: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON shape of `costbot history --format json`."""
-        return {
-            "id": self.id,
-            "finding_id": self.finding_id,
-            "time": _iso(self.at),
-            "actor": self.actor,
-            "type": self.type,
-            "from": self.from_status,
-            "to": self.to_status,
-            "note": self.note,
-            "data": dict(self.data),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ScanRecord:
-    """What a scan of one unit wrote: counts of new, re-seen and resolved findings."""
-
-    new: int = 0
-    seen_again: int = 0
-    resolved: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class CachedPrice:
-    """A price remembered from the live pricing API."""
-
-    usd: float
-    unit: str
-    source: str
-    fetched_at: datetime
 
 
 class Store:
@@ -260,7 +87,7 @@ class Store:
                     continue
                 for statement in filter(str.strip, script.split(";")):
                     db.conn.execute(statement)
-                db.conn.execute("INSERT INTO migrations VALUES (?, ?)", (version, _iso(utcnow())))
+                db.conn.execute("INSERT INTO migrations VALUES (?, ?)", (version, iso(utcnow())))
 
     @staticmethod
     def _event(
@@ -279,7 +106,7 @@ class Store:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 finding_id,
-                _iso(at),
+                iso(at),
                 actor,
                 type_,
                 from_status,
@@ -312,7 +139,7 @@ class Store:
             db.conn.executemany(
                 "INSERT INTO sightings VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (prefix + rid, unit.provider, unit.account, unit.region, kind, _iso(now))
+                    (prefix + rid, unit.provider, unit.account, unit.region, kind, iso(now))
                     for rid in fresh
                 ],
             )
@@ -344,8 +171,8 @@ class Store:
                     unit.provider,
                     unit.account,
                     unit.region,
-                    _iso(started_at),
-                    _iso(finished_at),
+                    iso(started_at),
+                    iso(finished_at),
                     int(error is None),
                     error,
                     sum(resource_counts.values()),
@@ -355,7 +182,7 @@ class Store:
             )
             if error is not None:
                 return ScanRecord()
-            return self._merge_findings(db, unit, findings, finished_at, since)
+            return self._merge_findings(db, unit, findings, started_at, since)
 
     def _merge_findings(
         self,
@@ -384,13 +211,13 @@ class Store:
                 "price_date": finding.price_date,
                 "recommendation": finding.recommendation,
                 "details": json.dumps(dict(finding.details), default=str),
-                "last_seen": _iso(now),
-                "first_seen_unattached": _iso(since.get(finding.resource_id)),
+                "last_seen": iso(now),
+                "first_seen_unattached": iso(since.get(finding.resource_id)),
             }
             row = existing.get(finding.id)
             if row is None:
                 new += 1
-                db["findings"].insert(
+                db.table("findings").insert(
                     {
                         "id": finding.id,
                         "provider": str(unit.provider),
@@ -399,8 +226,8 @@ class Store:
                         "kind": str(finding.kind),
                         "resource_id": finding.resource_id,
                         "status": str(Status.OPEN),
-                        "first_seen": _iso(now),
-                        "status_changed_at": _iso(now),
+                        "first_seen": iso(now),
+                        "status_changed_at": iso(now),
                         "snoozed_until": None,
                         **values,
                     },
@@ -414,18 +241,18 @@ class Store:
             reopen_note = ""
             if status is Status.RESOLVED:
                 reopen_note = "wasteful again"
-            elif status is Status.SNOOZED and (_parse(row["snoozed_until"]) or now) <= now:
+            elif status is Status.SNOOZED and (parse_time(row["snoozed_until"]) or now) <= now:
                 reopen_note = "snooze ended"
             if reopen_note:
                 values |= {
                     "status": str(Status.OPEN),
-                    "status_changed_at": _iso(now),
+                    "status_changed_at": iso(now),
                     "snoozed_until": None,
                 }
                 self._event(
                     db, finding.id, now, SCANNER_ACTOR, "status", status, Status.OPEN, reopen_note
                 )
-            db["findings"].update(finding.id, values)
+            db.table("findings").update(finding.id, values)
         seen = {finding.id for finding in findings}
         for fid, row in existing.items():
             if fid in seen or Status(row["status"]) not in ACTIVE_STATUSES:
@@ -433,7 +260,7 @@ class Store:
             resolved += 1
             db.conn.execute(
                 "UPDATE findings SET status=?, status_changed_at=? WHERE id=?",
-                (str(Status.RESOLVED), _iso(now), fid),
+                (str(Status.RESOLVED), iso(now), fid),
             )
             self._event(
                 db,
@@ -519,7 +346,7 @@ class Store:
                 raise TransitionError(f"finding '{finding_id}' is {current}; it cannot become {to}")
             db.conn.execute(
                 "UPDATE findings SET status=?, status_changed_at=?, snoozed_until=? WHERE id=?",
-                (str(to), _iso(moment), _iso(snoozed_until), finding_id),
+                (str(to), iso(moment), iso(snoozed_until), finding_id),
             )
             self._event(db, finding_id, moment, actor, "status", current, to, note, data)
         return self.get(finding_id)
@@ -560,13 +387,13 @@ class Store:
     def save_price(self, key: str, price: CachedPrice) -> None:
         """Remember a live price."""
         with self._tx() as db:
-            db["prices"].upsert(
+            db.table("prices").upsert(
                 {
                     "key": key,
                     "usd": price.usd,
                     "unit": price.unit,
                     "source": price.source,
-                    "fetched_at": _iso(price.fetched_at),
+                    "fetched_at": iso(price.fetched_at),
                 },
                 pk="key",
             )

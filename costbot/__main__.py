@@ -1,0 +1,5 @@
+"""`python -m costbot` runs the CLI."""
+
+from costbot.cli import main
+
+main()

@@ -1,0 +1,349 @@
+"""Read-only AWS inventory: EBS volumes, Elastic IPs, EC2 instances with CPU statistics from
+CloudWatch GetMetricData (≤ 500 queries per call), and instance sizes for right-sizing.
+
+boto3's standard credential chain and AWS_ENDPOINT_URL work unchanged. Every SDK error is
+re-raised as a ProviderError naming the account, region and operation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from costbot.config import AwsAccount, AwsConfig, OversizedInstanceRule
+from costbot.errors import ProviderError
+from costbot.model import (
+    Address,
+    CpuStats,
+    Instance,
+    InstanceSize,
+    Inventory,
+    Provider,
+    Unit,
+    UnitFailure,
+    Volume,
+)
+
+METRIC_QUERIES_PER_CALL = 500
+BURSTABLE_PREFIX = re.compile(r"^t\d")
+STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
+ASG_TAG = "aws:autoscaling:groupName"
+STATE_NAMES = {"running": "running", "stopped": "stopped", "terminated": "terminated",
+               "shutting-down": "terminated"}  # fmt: skip
+
+
+def client_config(max_pool_connections: int = 10) -> BotoConfig:
+    """botocore settings for every costbot client: adaptive retries, bounded connection pool."""
+    return BotoConfig(
+        retries={"mode": "adaptive", "max_attempts": 10},
+        max_pool_connections=max_pool_connections,
+        user_agent_extra="costbot",
+    )
+
+
+@contextmanager
+def aws_errors(unit: Unit | None, operation: str, account: str = "") -> Iterator[None]:
+    """Re-raise botocore errors from `operation` as ProviderError with the unit attached."""
+    try:
+        yield
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        message = f"{operation}: {err.get('Code', 'error')}: {err.get('Message', exc)}"
+        raise _provider_error(message, unit, operation, account) from exc
+    except BotoCoreError as exc:
+        raise _provider_error(f"{operation}: {exc}", unit, operation, account) from exc
+
+
+def _provider_error(message: str, unit: Unit | None, operation: str, account: str) -> ProviderError:
+    return ProviderError(
+        message,
+        provider=Provider.AWS,
+        account=unit.account if unit else account,
+        region=unit.region if unit else "",
+        operation=operation,
+    )
+
+
+class AwsProvider:
+    """Lists AWS units (account x region) and collects their inventories."""
+
+    provider = Provider.AWS
+
+    def __init__(
+        self,
+        config: AwsConfig,
+        rule: OversizedInstanceRule,
+        *,
+        session_factory: Callable[..., boto3.Session] = boto3.Session,
+        max_pool_connections: int = 10,
+    ) -> None:
+        self._config = config
+        self._rule = rule
+        self._session_factory = session_factory
+        self._boto_config = client_config(max_pool_connections)
+        self._sessions: dict[str, boto3.Session] = {}
+        self._lock = threading.Lock()
+
+    # -- units ---------------------------------------------------------------------------------
+
+    def units(self) -> tuple[list[Unit], list[UnitFailure]]:
+        """Every account x region to scan, and the accounts that could not be reached."""
+        units: list[Unit] = []
+        failures: list[UnitFailure] = []
+        explicit = [] if self._config.regions == "all" else list(self._config.regions)
+        targets: list[AwsAccount | None] = list(self._config.accounts) or [None]
+        for account in targets:
+            label = account.id if account else "default"
+            try:
+                account_id = self._open_account(account)
+                regions = explicit or self._enabled_regions(account_id)
+            except ProviderError as exc:
+                failures.append(UnitFailure(label, tuple(explicit or ["*"]), str(exc)))
+                continue
+            units.extend(Unit(Provider.AWS, account_id, region) for region in regions)
+        return units, failures
+
+    def _open_account(self, account: AwsAccount | None) -> str:
+        base = self._session_factory()
+        if account is None:
+            with aws_errors(None, "sts:GetCallerIdentity"):
+                identity = base.client("sts", config=self._boto_config).get_caller_identity()
+            account_id = str(identity["Account"])
+            self._sessions[account_id] = base
+            return account_id
+        with aws_errors(None, "sts:AssumeRole", account.id):
+            extra: dict[str, Any] = (
+                {"ExternalId": account.external_id} if account.external_id else {}
+            )
+            creds = base.client("sts", config=self._boto_config).assume_role(
+                RoleArn=account.role_arn, RoleSessionName="costbot", **extra
+            )["Credentials"]
+        self._sessions[account.id] = self._session_factory(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        return account.id
+
+    def _enabled_regions(self, account_id: str) -> list[str]:
+        with aws_errors(None, "ec2:DescribeRegions", account_id):
+            ec2 = self.client(account_id, "ec2", "us-east-1")
+            regions = ec2.describe_regions(AllRegions=False)["Regions"]
+        return sorted(r["RegionName"] for r in regions)
+
+    def client(self, account_id: str, service: str, region: str) -> Any:
+        """A boto3 client for one account and region (client creation is serialised)."""
+        with self._lock:
+            session = self._sessions.get(account_id) or self._session_factory()
+            make: Any = session.client
+            return make(service, region_name=region, config=self._boto_config)
+
+    # -- inventory -----------------------------------------------------------------------------
+
+    def collect(self, unit: Unit, now: datetime) -> Inventory:
+        """Everything the waste rules need from one account/region."""
+        ec2 = self.client(unit.account, "ec2", unit.region)
+        volumes = tuple(self._volumes(unit, ec2))
+        addresses = tuple(self._addresses(unit, ec2))
+        instances = list(self._instances(unit, ec2))
+        to_rate = [
+            i
+            for i in instances
+            if i.state == "running"
+            and not BURSTABLE_PREFIX.match(i.instance_type)
+            and (i.launched_at is None or now - i.launched_at >= self._lookback)
+        ]
+        sizes = self._sizes(unit, ec2, {i.instance_type.split(".")[0] for i in to_rate})
+        if to_rate:
+            cloudwatch = self.client(unit.account, "cloudwatch", unit.region)
+            stats = self._cpu(unit, cloudwatch, [i.resource_id for i in to_rate], now)
+            instances = [_with_cpu(i, stats.get(i.resource_id)) for i in instances]
+        return Inventory(unit, volumes, addresses, tuple(instances), sizes)
+
+    @property
+    def _lookback(self) -> timedelta:
+        return timedelta(days=self._rule.lookback_days)
+
+    def _volumes(self, unit: Unit, ec2: Any) -> Iterator[Volume]:
+        with aws_errors(unit, "ec2:DescribeVolumes"):
+            pages = ec2.get_paginator("describe_volumes").paginate(
+                PaginationConfig={"PageSize": 500}
+            )
+            for page in pages:
+                for v in page["Volumes"]:
+                    if v["State"] not in ("available", "in-use"):
+                        continue
+                    tags = _tags(v)
+                    attached = tuple(
+                        a["InstanceId"]
+                        for a in v.get("Attachments", [])
+                        if a.get("State") in ("attaching", "attached", "busy")
+                    )
+                    if v["State"] == "in-use" and not attached:
+                        attached = ("(in use)",)
+                    yield Volume(
+                        unit=unit,
+                        resource_id=v["VolumeId"],
+                        size_gb=int(v["Size"]),
+                        volume_type=v.get("VolumeType", "standard"),
+                        attached_to=attached,
+                        created_at=v.get("CreateTime"),
+                        zone=v.get("AvailabilityZone", ""),
+                        name=tags.get("Name", ""),
+                        iops=v.get("Iops"),
+                        throughput_mbps=v.get("Throughput"),
+                        tags=tags,
+                    )
+
+    def _addresses(self, unit: Unit, ec2: Any) -> Iterator[Address]:
+        with aws_errors(unit, "ec2:DescribeAddresses"):
+            addresses = ec2.describe_addresses()["Addresses"]
+        for a in addresses:
+            tags = _tags(a)
+            yield Address(
+                unit=unit,
+                resource_id=a.get("AllocationId") or a["PublicIp"],
+                ip=a["PublicIp"],
+                associated="AssociationId" in a,
+                name=tags.get("Name", ""),
+                tags=tags,
+                details={
+                    "domain": a.get("Domain", ""),
+                    "network_interface_id": a.get("NetworkInterfaceId"),
+                    "instance_id": a.get("InstanceId"),
+                    "network_border_group": a.get("NetworkBorderGroup"),
+                },
+            )
+
+    def _instances(self, unit: Unit, ec2: Any) -> Iterator[Instance]:
+        with aws_errors(unit, "ec2:DescribeInstances"):
+            pages = ec2.get_paginator("describe_instances").paginate(
+                PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    for i in reservation["Instances"]:
+                        yield _instance(unit, i)
+
+    def _sizes(
+        self, unit: Unit, ec2: Any, families: Iterable[str]
+    ) -> dict[str, tuple[InstanceSize, ...]]:
+        found: dict[str, list[InstanceSize]] = defaultdict(list)
+        wanted = sorted(families)
+        for chunk in _chunks(wanted, 50):
+            with aws_errors(unit, "ec2:DescribeInstanceTypes"):
+                pages = ec2.get_paginator("describe_instance_types").paginate(
+                    Filters=[{"Name": "instance-type", "Values": [f"{f}.*" for f in chunk]}]
+                )
+                for page in pages:
+                    for t in page["InstanceTypes"]:
+                        if t.get("BareMetal"):
+                            continue
+                        name = t["InstanceType"]
+                        found[name.split(".")[0]].append(
+                            InstanceSize(name, int(t["VCpuInfo"]["DefaultVCpus"]))
+                        )
+        return {f: tuple(sorted(s, key=lambda x: (x.vcpus, x.name))) for f, s in found.items()}
+
+    def _cpu(
+        self, unit: Unit, cloudwatch: Any, instance_ids: Sequence[str], now: datetime
+    ) -> dict[str, CpuStats]:
+        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        start = end - self._lookback
+        whole_window = self._rule.peak_percentile >= 100
+        period = int(self._lookback.total_seconds()) if whole_window else 3600
+        expected = 1 if whole_window else self._rule.lookback_days * 24
+        stats: dict[str, CpuStats] = {}
+        for chunk in _chunks(list(instance_ids), METRIC_QUERIES_PER_CALL // 2):
+            values: dict[str, list[float]] = defaultdict(list)
+            queries = [
+                _cpu_query(f"{stat[0].lower()}{n}", iid, stat, period)
+                for n, iid in enumerate(chunk)
+                for stat in ("Average", "Maximum")
+            ]
+            with aws_errors(unit, "cloudwatch:GetMetricData"):
+                pages = cloudwatch.get_paginator("get_metric_data").paginate(
+                    MetricDataQueries=queries, StartTime=start, EndTime=end
+                )
+                for page in pages:
+                    for result in page["MetricDataResults"]:
+                        values[result["Id"]].extend(float(v) for v in result["Values"])
+            for n, iid in enumerate(chunk):
+                averages, maxima = values.get(f"a{n}", []), values.get(f"m{n}", [])
+                if not averages or not maxima:
+                    continue
+                stats[iid] = CpuStats(
+                    average=sum(averages) / len(averages),
+                    peak=percentile(maxima, self._rule.peak_percentile),
+                    points=len(averages),
+                    expected_points=expected,
+                )
+        return stats
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; 100 is the maximum."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _cpu_query(query_id: str, instance_id: str, stat: str, period: int) -> dict[str, Any]:
+    return {
+        "Id": query_id,
+        "MetricStat": {
+            "Metric": {
+                "Namespace": "AWS/EC2",
+                "MetricName": "CPUUtilization",
+                "Dimensions": [{"Name": "InstanceId", "Value": instance_id}],
+            },
+            "Period": period,
+            "Stat": stat,
+        },
+        "ReturnData": True,
+    }
+
+
+def _instance(unit: Unit, raw: dict[str, Any]) -> Instance:
+    tags = _tags(raw)
+    state = STATE_NAMES.get(raw["State"]["Name"], "other")
+    stopped_since = None
+    if state == "stopped":
+        match = STOP_TIME.search(raw.get("StateTransitionReason", ""))
+        if match:
+            stopped_since = datetime.fromisoformat(match.group(1)).replace(tzinfo=UTC)
+    return Instance(
+        unit=unit,
+        resource_id=raw["InstanceId"],
+        instance_type=raw["InstanceType"],
+        state=state,
+        name=tags.get("Name", ""),
+        launched_at=raw.get("LaunchTime"),
+        stopped_since=stopped_since,
+        tags=tags,
+        managed_group=tags.get(ASG_TAG),
+    )
+
+
+def _with_cpu(instance: Instance, cpu: CpuStats | None) -> Instance:
+    return instance if cpu is None else replace(instance, cpu=cpu)
+
+
+def _tags(raw: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in raw.get("Tags", []) or []}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
