@@ -140,12 +140,12 @@ def seed_region(session: Any, region: str, now: datetime) -> None:
     for name, itype, avg, peak, extra in fleet:
         instance_id = _launch(ec2, itype, zone, Name=name, **extra)
         ids[name] = instance_id
-        _age(region, instance_id, now - timedelta(days=90))
+        backdate_launch(region, instance_id, now - timedelta(days=90))
         if avg is not None and peak is not None:
             put_cpu_hours(cloudwatch, instance_id, now, 14, avg, peak, rng)
     legacy = _launch(ec2, "m5.large", zone, Name="legacy-app")
     ec2.stop_instances(InstanceIds=[legacy])
-    _stopped_at(region, legacy, now - timedelta(days=45))
+    backdate_stop(region, legacy, now - timedelta(days=45))
     data = ec2.create_volume(
         AvailabilityZone=zone,
         Size=500,
@@ -212,12 +212,12 @@ def _backend_instance(region: str, instance_id: str) -> Any:
     return ec2_backends[DEFAULT_ACCOUNT_ID][region].get_instance(instance_id)
 
 
-def _age(region: str, instance_id: str, launched: datetime) -> None:
+def backdate_launch(region: str, instance_id: str, launched: datetime) -> None:
     """Emulator seeding: moto stamps launches with the current time; the demo's fleet is older."""
     _backend_instance(region, instance_id).launch_time = launched
 
 
-def _stopped_at(region: str, instance_id: str, when: datetime) -> None:
+def backdate_stop(region: str, instance_id: str, when: datetime) -> None:
     """Emulator seeding: EC2 reports the stop time in StateTransitionReason."""
     stamp = when.strftime("%Y-%m-%d %H:%M:%S")
     _backend_instance(region, instance_id)._reason = f"User initiated ({stamp} GMT)"
