@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
 
 from costbot.config import AwsAccount, AwsConfig, OversizedInstanceRule
 from costbot.errors import ProviderError
@@ -34,6 +30,7 @@ from costbot.model import (
     UnitFailure,
     Volume,
 )
+from costbot.providers.aws_sessions import AwsSessions, aws_errors
 
 METRIC_QUERIES_PER_CALL = 500
 BURSTABLE_PREFIX = re.compile(r"^t\d")
@@ -41,38 +38,6 @@ STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 ASG_TAG = "aws:autoscaling:groupName"
 STATE_NAMES = {"running": "running", "stopped": "stopped", "terminated": "terminated",
                "shutting-down": "terminated"}  # fmt: skip
-
-
-def client_config(max_pool_connections: int = 10) -> BotoConfig:
-    """botocore settings for every costbot client: adaptive retries, bounded connection pool."""
-    return BotoConfig(
-        retries={"mode": "adaptive", "max_attempts": 10},
-        max_pool_connections=max_pool_connections,
-        user_agent_extra="costbot",
-    )
-
-
-@contextmanager
-def aws_errors(unit: Unit | None, operation: str, account: str = "") -> Iterator[None]:
-    """Re-raise botocore errors from `operation` as ProviderError with the unit attached."""
-    try:
-        yield
-    except ClientError as exc:
-        err = exc.response.get("Error", {})
-        message = f"{operation}: {err.get('Code', 'error')}: {err.get('Message', exc)}"
-        raise _provider_error(message, unit, operation, account) from exc
-    except BotoCoreError as exc:
-        raise _provider_error(f"{operation}: {exc}", unit, operation, account) from exc
-
-
-def _provider_error(message: str, unit: Unit | None, operation: str, account: str) -> ProviderError:
-    return ProviderError(
-        message,
-        provider=Provider.AWS,
-        account=unit.account if unit else account,
-        region=unit.region if unit else "",
-        operation=operation,
-    )
 
 
 class AwsProvider:
@@ -87,13 +52,13 @@ class AwsProvider:
         *,
         session_factory: Callable[..., boto3.Session] = boto3.Session,
         max_pool_connections: int = 10,
+        sessions: AwsSessions | None = None,
     ) -> None:
         self._config = config
         self._rule = rule
-        self._session_factory = session_factory
-        self._boto_config = client_config(max_pool_connections)
-        self._sessions: dict[str, boto3.Session] = {}
-        self._lock = threading.Lock()
+        self.sessions = sessions or AwsSessions(
+            config, session_factory=session_factory, max_pool_connections=max_pool_connections
+        )
 
     # -- units ---------------------------------------------------------------------------------
 
@@ -106,35 +71,13 @@ class AwsProvider:
         for account in targets:
             label = account.id if account else "default"
             try:
-                account_id = self._open_account(account)
+                account_id = self.sessions.open(account)
                 regions = explicit or self._enabled_regions(account_id)
             except ProviderError as exc:
                 failures.append(UnitFailure(label, tuple(explicit or ["*"]), str(exc)))
                 continue
             units.extend(Unit(Provider.AWS, account_id, region) for region in regions)
         return units, failures
-
-    def _open_account(self, account: AwsAccount | None) -> str:
-        base = self._session_factory()
-        if account is None:
-            with aws_errors(None, "sts:GetCallerIdentity"):
-                identity = base.client("sts", config=self._boto_config).get_caller_identity()
-            account_id = str(identity["Account"])
-            self._sessions[account_id] = base
-            return account_id
-        with aws_errors(None, "sts:AssumeRole", account.id):
-            extra: dict[str, Any] = (
-                {"ExternalId": account.external_id} if account.external_id else {}
-            )
-            creds = base.client("sts", config=self._boto_config).assume_role(
-                RoleArn=account.role_arn, RoleSessionName="costbot", **extra
-            )["Credentials"]
-        self._sessions[account.id] = self._session_factory(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
-        return account.id
 
     def _enabled_regions(self, account_id: str) -> list[str]:
         with aws_errors(None, "ec2:DescribeRegions", account_id):
@@ -143,11 +86,8 @@ class AwsProvider:
         return sorted(r["RegionName"] for r in regions)
 
     def client(self, account_id: str, service: str, region: str) -> Any:
-        """A boto3 client for one account and region (client creation is serialised)."""
-        with self._lock:
-            session = self._sessions.get(account_id) or self._session_factory()
-            make: Any = session.client
-            return make(service, region_name=region, config=self._boto_config)
+        """A boto3 client for one account and region."""
+        return self.sessions.client(account_id, service, region)
 
     # -- inventory -----------------------------------------------------------------------------
 

@@ -1,0 +1,117 @@
+"""AWS credentials per account: the ambient boto3 chain or an assumed role, and thread-safe
+client creation. Shared by the read-only inventory and the cleaners."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from costbot.config import AwsAccount, AwsConfig
+from costbot.errors import ProviderError
+from costbot.model import Provider, Unit
+
+
+def client_config(max_pool_connections: int = 10) -> BotoConfig:
+    """botocore settings for every costbot client: adaptive retries, bounded connection pool."""
+    return BotoConfig(
+        retries={"mode": "adaptive", "max_attempts": 10},
+        max_pool_connections=max_pool_connections,
+        user_agent_extra="costbot",
+    )
+
+
+@contextmanager
+def aws_errors(unit: Unit | None, operation: str, account: str = "") -> Iterator[None]:
+    """Re-raise botocore errors from `operation` as ProviderError with the unit attached."""
+    try:
+        yield
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        message = f"{operation}: {err.get('Code', 'error')}: {err.get('Message', exc)}"
+        raise _provider_error(message, unit, operation, account) from exc
+    except BotoCoreError as exc:
+        raise _provider_error(f"{operation}: {exc}", unit, operation, account) from exc
+
+
+def _provider_error(message: str, unit: Unit | None, operation: str, account: str) -> ProviderError:
+    return ProviderError(
+        message,
+        provider=Provider.AWS,
+        account=unit.account if unit else account,
+        region=unit.region if unit else "",
+        operation=operation,
+    )
+
+
+class AwsSessions:
+    """One boto3 session per account, opened on first use; clients are created under a lock."""
+
+    def __init__(
+        self,
+        config: AwsConfig,
+        *,
+        session_factory: Callable[..., boto3.Session] = boto3.Session,
+        max_pool_connections: int = 10,
+    ) -> None:
+        self._config = config
+        self._factory = session_factory
+        self.boto_config = client_config(max_pool_connections)
+        self._sessions: dict[str, boto3.Session] = {}
+        self._ambient: str | None = None
+        self._lock = threading.RLock()
+
+    def open(self, account: AwsAccount | None) -> str:
+        """Open credentials for a configured account (None = ambient); returns its account id."""
+        with self._lock:
+            if account is None:
+                return self._open_ambient()
+            if account.id not in self._sessions:
+                self._sessions[account.id] = self._assume(account)
+            return account.id
+
+    def _open_ambient(self) -> str:
+        if self._ambient is None:
+            base = self._factory()
+            with aws_errors(None, "sts:GetCallerIdentity"):
+                identity = base.client("sts", config=self.boto_config).get_caller_identity()
+            self._ambient = str(identity["Account"])
+            self._sessions[self._ambient] = base
+        return self._ambient
+
+    def _assume(self, account: AwsAccount) -> boto3.Session:
+        base = self._factory()
+        extra: dict[str, Any] = {"ExternalId": account.external_id} if account.external_id else {}
+        with aws_errors(None, "sts:AssumeRole", account.id):
+            creds = base.client("sts", config=self.boto_config).assume_role(
+                RoleArn=account.role_arn, RoleSessionName="costbot", **extra
+            )["Credentials"]
+        return self._factory(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+
+    def client(self, account_id: str, service: str, region: str) -> Any:
+        """A client acting in `account_id`; ProviderError if no configured credentials reach it."""
+        with self._lock:
+            if account_id not in self._sessions:
+                configured = {a.id: a for a in self._config.accounts}
+                if account_id in configured:
+                    self.open(configured[account_id])
+                elif not self._config.accounts:
+                    self._open_ambient()
+            session = self._sessions.get(account_id)
+            if session is None:
+                raise ProviderError(
+                    f"no configured credentials reach AWS account {account_id}",
+                    provider=Provider.AWS,
+                    account=account_id,
+                )
+            make: Any = session.client
+            return make(service, region_name=region, config=self.boto_config)
