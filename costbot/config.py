@@ -148,6 +148,35 @@ class ScanConfig(Strict):
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
 
 
+_WINDOW = re.compile(
+    r"^(?P<days>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?:[-,](?:Mon|Tue|Wed|Thu|Fri|Sat|Sun))*) "
+    r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2}) UTC$"
+)
+
+
+def _window(value: str | None) -> str | None:
+    if value is not None and not _WINDOW.match(value):
+        raise ValueError(
+            "expected a window like 'Sat 02:00-06:00 UTC' or 'Mon-Fri 22:00-02:00 UTC', "
+            f"got {value!r}"
+        )
+    return value
+
+
+class CleanupConfig(Strict):
+    """What the cleaners may do, and the rails around it."""
+
+    execute: bool = False
+    snapshot_before_delete: bool = True
+    max_per_run: Annotated[int, Field(ge=0)] = 20
+    approval_ttl_hours: Annotated[float, Field(gt=0)] = 72
+    allow_resize: bool = False
+    maintenance_window: Annotated[str | None, AfterValidator(_window)] = None
+    cli_approvers: list[Annotated[str, Field(min_length=1)]] = []
+    snapshot_timeout_minutes: Annotated[float, Field(gt=0)] = 60
+    min_inventory_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
 class Config(Strict):
     """The whole costbot configuration."""
 
@@ -157,6 +186,7 @@ class Config(Strict):
     store: StoreConfig = StoreConfig()
     pricing: PricingConfig = PricingConfig()
     scan: ScanConfig = ScanConfig()
+    cleanup: CleanupConfig = CleanupConfig()
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

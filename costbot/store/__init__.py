@@ -4,8 +4,9 @@ timeout), schema by numbered migrations, and every status move written as an eve
 Nothing is ever deleted: findings change status, scans and events only accumulate.
 """
 
-from costbot.store.db import SCANNER_ACTOR, Store
+from costbot.store.db import Store
 from costbot.store.records import CachedPrice, Event, ScanRecord, StoredFinding, utcnow
+from costbot.store.scans import SCANNER_ACTOR
 
 __all__ = [
     "SCANNER_ACTOR",

@@ -49,6 +49,13 @@ class StoredFinding:
     first_seen_unattached: datetime | None
     status_changed_at: datetime
     snoozed_until: datetime | None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    approval_source: Mapping[str, Any] = field(default_factory=dict)
+    dry_run_ok: bool | None = None
+    dry_run_verdict: str | None = None
+    dry_run_at: datetime | None = None
+    outcome: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StoredFinding:
@@ -74,6 +81,13 @@ class StoredFinding:
             first_seen_unattached=parse_time(row["first_seen_unattached"]),
             status_changed_at=datetime.fromisoformat(row["status_changed_at"]),
             snoozed_until=parse_time(row["snoozed_until"]),
+            approved_by=row["approved_by"],
+            approved_at=parse_time(row["approved_at"]),
+            approval_source=json.loads(row["approval_source"] or "{}"),
+            dry_run_ok=None if row["dry_run_ok"] is None else bool(row["dry_run_ok"]),
+            dry_run_verdict=row["dry_run_verdict"],
+            dry_run_at=parse_time(row["dry_run_at"]),
+            outcome=row["outcome"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +113,12 @@ class StoredFinding:
             "first_seen_unattached": iso(self.first_seen_unattached),
             "status_changed_at": iso(self.status_changed_at),
             "snoozed_until": iso(self.snoozed_until),
+            "approved_by": self.approved_by,
+            "approved_at": iso(self.approved_at),
+            "dry_run_ok": self.dry_run_ok,
+            "dry_run_verdict": self.dry_run_verdict,
+            "dry_run_at": iso(self.dry_run_at),
+            "outcome": self.outcome,
         }
 
 

@@ -38,4 +38,19 @@ MIGRATIONS: tuple[str, ...] = (
         source TEXT NOT NULL, fetched_at TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE findings ADD COLUMN approved_by TEXT;
+    ALTER TABLE findings ADD COLUMN approved_at TEXT;
+    ALTER TABLE findings ADD COLUMN approval_source TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE findings ADD COLUMN dry_run_ok INTEGER;
+    ALTER TABLE findings ADD COLUMN dry_run_verdict TEXT;
+    ALTER TABLE findings ADD COLUMN dry_run_at TEXT;
+    ALTER TABLE findings ADD COLUMN outcome TEXT;
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, finding_id TEXT NOT NULL, action TEXT NOT NULL,
+        run_id TEXT NOT NULL, intent_at TEXT NOT NULL, params TEXT NOT NULL DEFAULT '{}',
+        result_at TEXT, result TEXT, note TEXT, data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX actions_finding ON actions (finding_id, id);
+    """,
 )
