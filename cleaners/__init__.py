@@ -1,0 +1,53 @@
+"""Cleaners: the only code that changes cloud resources, one small class per action.
+
+build_cleaners(config) returns the enabled actions keyed by (provider, kind of finding);
+costbot/cleanup.py is the only caller of their execute().
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import boto3
+
+from costbot.actions import Cleaner
+from costbot.config import Config
+from costbot.model import Kind, Provider
+from costbot.providers.aws_sessions import AwsSessions
+from costbot.store import utcnow
+
+
+def build_cleaners(
+    config: Config,
+    *,
+    session_factory: Callable[..., boto3.Session] = boto3.Session,
+    today: Callable[[], datetime] = utcnow,
+    snapshot_poll_s: float = 15,
+) -> dict[tuple[Provider, Kind], Cleaner]:
+    """The cleanup actions the config enables, keyed by (provider, kind)."""
+    cleaners: dict[tuple[Provider, Kind], Cleaner] = {}
+    if config.providers.aws is not None:
+        from cleaners.aws import DeleteVolume, ReleaseAddress, SnapshotAndDeleteVolume
+        from cleaners.aws_resize import ResizeInstance
+
+        sessions = AwsSessions(config.providers.aws, session_factory=session_factory)
+        exclusions = config.exclusions
+        volume_action = (
+            SnapshotAndDeleteVolume if config.cleanup.snapshot_before_delete else DeleteVolume
+        )
+        cleaners[(Provider.AWS, Kind.IDLE_VOLUME)] = volume_action(
+            sessions.client,
+            exclusions,
+            today,
+            snapshot_timeout_s=config.cleanup.snapshot_timeout_minutes * 60,
+            poll_s=snapshot_poll_s,
+        )
+        cleaners[(Provider.AWS, Kind.UNATTACHED_IP)] = ReleaseAddress(
+            sessions.client, exclusions, today
+        )
+        if config.cleanup.allow_resize:
+            cleaners[(Provider.AWS, Kind.OVERSIZED_INSTANCE)] = ResizeInstance(
+                sessions.client, exclusions, today
+            )
+    return cleaners

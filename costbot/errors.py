@@ -59,3 +59,7 @@ class UnknownFindingError(StoreError):
 
 class TransitionError(StoreError):
     """A status change that the finding's lifecycle does not allow."""
+
+
+class CleanupError(CostbotError):
+    """A cleanup action could not be checked or carried out."""

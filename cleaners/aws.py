@@ -1,0 +1,373 @@
+"""AWS cleanup actions, one small class each: snapshot-then-delete (or delete) an EBS volume,
+release an Elastic IP, resize an instance. Each dry run re-describes the resource uncached,
+re-applies the waste rule and the exclusions, then asks EC2 itself with DryRun=True; execute
+re-checks with the same decision function before it changes anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+
+from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.config import Exclusions
+from costbot.errors import CleanupError
+from costbot.scanners import exclusion_reason
+from costbot.store import StoredFinding
+
+ClientSource = Callable[[str, str, str], Any]
+"""(account, service, region) -> boto3 client."""
+
+NOT_FOUND = frozenset(
+    {
+        "InvalidVolume.NotFound",
+        "InvalidAllocationID.NotFound",
+        "InvalidAddress.NotFound",
+        "InvalidInstanceID.NotFound",
+    }
+)
+SNAPSHOT_TAG_PREFIX = "costbot:"
+MAX_TAGS = 50
+ASG_TAG = "aws:autoscaling:groupName"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def tags_of(raw: Mapping[str, Any]) -> dict[str, str]:
+    """EC2's Tags list as a dict."""
+    return {t["Key"]: t.get("Value", "") for t in raw.get("Tags", []) or []}
+
+
+class AwsAction:
+    """Shared plumbing: clients per finding, EC2's DryRun answer, error mapping."""
+
+    action = ""
+    permissions: tuple[str, ...] = ()
+    needs_window = False
+
+    def __init__(
+        self, clients: ClientSource, exclusions: Exclusions, today: Callable[[], datetime]
+    ) -> None:
+        self._clients = clients
+        self._exclusions = exclusions
+        self._today = today
+
+    def _ec2(self, finding: StoredFinding) -> Any:
+        return self._clients(finding.account, "ec2", finding.region)
+
+    def _excluded(self, finding: StoredFinding, tags: Mapping[str, str]) -> str | None:
+        return exclusion_reason(finding.resource_id, tags, self._exclusions, self._today().date())
+
+    @staticmethod
+    def _provider_dry_run(call: Callable[..., Any], permission: str, **kwargs: Any) -> str | None:
+        """None when EC2 answers DryRunOperation; otherwise why the real call would fail."""
+        try:
+            call(DryRun=True, **kwargs)
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "DryRunOperation":
+                return None
+            if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
+                return f"missing permission {permission}"
+            return f"{permission} dry run failed: {code}: {exc.response['Error'].get('Message')}"
+        except BotoCoreError as exc:
+            return f"{permission} dry run failed: {exc}"
+        return f"{permission} dry run was not refused as a dry run; not trusted"
+
+    def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return call(**kwargs)
+        except ClientError as exc:
+            if _code(exc) in NOT_FOUND:
+                raise
+            raise CleanupError(
+                f"{what}: {_code(exc)}: {exc.response['Error'].get('Message')}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise CleanupError(f"{what}: {exc}") from exc
+
+
+class SnapshotAndDeleteVolume(AwsAction):
+    """Snapshot an unattached EBS volume (tagged for restore), wait for it, then delete it."""
+
+    action = "snapshot_and_delete_volume"
+    permissions: tuple[str, ...] = (
+        "ec2:DescribeVolumes",
+        "ec2:CreateSnapshot",
+        "ec2:CreateTags",
+        "ec2:DescribeSnapshots",
+        "ec2:DeleteVolume",
+    )
+    snapshot = True
+
+    def __init__(
+        self,
+        clients: ClientSource,
+        exclusions: Exclusions,
+        today: Callable[[], datetime],
+        *,
+        snapshot_timeout_s: float = 3600,
+        poll_s: float = 15,
+    ) -> None:
+        super().__init__(clients, exclusions, today)
+        self._timeout_s = snapshot_timeout_s
+        self._poll_s = poll_s
+
+    def _describe(self, finding: StoredFinding) -> dict[str, Any] | None:
+        try:
+            volumes = self._call(
+                "ec2:DescribeVolumes",
+                self._ec2(finding).describe_volumes,
+                VolumeIds=[finding.resource_id],
+            )["Volumes"]
+        except ClientError:
+            return None
+        return volumes[0] if volumes else None
+
+    def _decide(self, finding: StoredFinding, volume: dict[str, Any] | None) -> DryRun:
+        """The one decision function behind both the dry run and the execution."""
+        if volume is None:
+            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        tags = tags_of(volume)
+        excluded = self._excluded(finding, tags)
+        if excluded:
+            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
+        holders = [a["InstanceId"] for a in volume.get("Attachments", [])]
+        if volume["State"] != "available" or holders:
+            where = f" to {', '.join(holders)}" if holders else f" ({volume['State']})"
+            return DryRun(
+                Readiness.CHANGED,
+                f"{finding.resource_id} is attached{where}; "
+                "costbot only removes unattached volumes",
+            )
+        params = {
+            "volume_id": volume["VolumeId"],
+            "size_gb": volume["Size"],
+            "volume_type": volume.get("VolumeType"),
+            "zone": volume.get("AvailabilityZone"),
+            "iops": volume.get("Iops"),
+            "throughput": volume.get("Throughput"),
+            "encrypted": volume.get("Encrypted", False),
+            "tags": tags,
+        }
+        size = f"{volume['Size']} GiB {volume.get('VolumeType')}"
+        first = (
+            f"snapshot {finding.resource_id} ({size}) then delete it"
+            if self.snapshot
+            else (f"delete {finding.resource_id} ({size}) without a snapshot")
+        )
+        return DryRun(
+            Readiness.READY,
+            f"would {first}; saves ${finding.monthly_savings_usd:,.2f}/month",
+            params,
+        )
+
+    def dry_run(self, finding: StoredFinding) -> DryRun:
+        """Re-describe, decide, then EC2 DryRun of CreateSnapshot and DeleteVolume."""
+        decision = self._decide(finding, self._describe(finding))
+        if not decision.ok:
+            return decision
+        ec2 = self._ec2(finding)
+        checks = [(ec2.delete_volume, "ec2:DeleteVolume")]
+        if self.snapshot:
+            checks.insert(0, (ec2.create_snapshot, "ec2:CreateSnapshot"))
+        for call, permission in checks:
+            problem = self._provider_dry_run(call, permission, VolumeId=finding.resource_id)
+            if problem:
+                return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
+        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
+
+    def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
+        """Snapshot (reusing one from an interrupted run), wait until completed, delete."""
+        decision = self._decide(finding, self._describe(finding))
+        if decision.readiness is Readiness.GONE:
+            return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} was already gone")
+        if not decision.ok:
+            return Outcome(Result.CHANGED, decision.verdict)
+        ec2 = self._ec2(finding)
+        data: dict[str, Any] = {"volume": dict(decision.params)}
+        if self.snapshot:
+            snapshot_id = self._existing_snapshot(finding) or self._create_snapshot(
+                finding, decision.params
+            )
+            self._wait_completed(ec2, snapshot_id)
+            data["snapshot_id"] = snapshot_id
+        try:
+            self._call("ec2:DeleteVolume", ec2.delete_volume, VolumeId=finding.resource_id)
+        except ClientError:
+            return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} was already gone", data)
+        kept = f" after snapshot {data['snapshot_id']}" if self.snapshot else ""
+        return Outcome(Result.DONE, f"deleted {finding.resource_id}{kept}", data)
+
+    def recover(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome | None:
+        """Done if the volume is gone (with its costbot snapshot, when one was wanted)."""
+        if self._describe(finding) is not None:
+            return None
+        snapshot_id = self._existing_snapshot(finding) if self.snapshot else None
+        data = {"snapshot_id": snapshot_id} if snapshot_id else {}
+        return Outcome(
+            Result.DONE, f"{finding.resource_id} was deleted before the interruption", data
+        )
+
+    def _existing_snapshot(self, finding: StoredFinding) -> str | None:
+        snapshots = self._call(
+            "ec2:DescribeSnapshots",
+            self._ec2(finding).describe_snapshots,
+            OwnerIds=["self"],
+            Filters=[
+                {"Name": "tag:costbot:finding-id", "Values": [finding.id]},
+                {"Name": "status", "Values": ["pending", "completed"]},
+            ],
+        )["Snapshots"]
+        return str(snapshots[0]["SnapshotId"]) if snapshots else None
+
+    def _create_snapshot(self, finding: StoredFinding, params: Mapping[str, Any]) -> str:
+        tags = snapshot_tags(finding.id, params)
+        snapshot = self._call(
+            "ec2:CreateSnapshot",
+            self._ec2(finding).create_snapshot,
+            VolumeId=finding.resource_id,
+            Description=f"costbot: before deleting {finding.resource_id} ({finding.id})",
+            TagSpecifications=[
+                {
+                    "ResourceType": "snapshot",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ],
+        )
+        return str(snapshot["SnapshotId"])
+
+    def _wait_completed(self, ec2: Any, snapshot_id: str) -> None:
+        attempts = max(1, int(self._timeout_s // max(self._poll_s, 1)))
+        try:
+            ec2.get_waiter("snapshot_completed").wait(
+                SnapshotIds=[snapshot_id],
+                WaiterConfig={"Delay": max(1, int(self._poll_s)), "MaxAttempts": attempts},
+            )
+        except WaiterError as exc:
+            last: Any = exc.last_response
+            raise CleanupError(
+                f"snapshot {snapshot_id} did not complete within {self._timeout_s:.0f}s "
+                f"({last.get('Snapshots', [{}])[0].get('State', 'unknown')}); "
+                "the volume was kept"
+            ) from exc
+
+
+class DeleteVolume(SnapshotAndDeleteVolume):
+    """Delete an unattached EBS volume without a snapshot (only when configured)."""
+
+    action = "delete_volume"
+    permissions: tuple[str, ...] = ("ec2:DescribeVolumes", "ec2:DeleteVolume")
+    snapshot = False
+
+
+def snapshot_tags(finding_id: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """The volume's own tags plus what `costbot restore` needs, within EC2's 50-tag limit."""
+    ours = {
+        "costbot:source-volume": str(params["volume_id"]),
+        "costbot:finding-id": finding_id,
+        "costbot:volume-size": str(params["size_gb"]),
+        "costbot:volume-type": str(params["volume_type"]),
+        "costbot:volume-az": str(params["zone"]),
+    }
+    if params.get("iops"):
+        ours["costbot:volume-iops"] = str(params["iops"])
+    if params.get("throughput"):
+        ours["costbot:volume-throughput"] = str(params["throughput"])
+    original = {
+        k: v
+        for k, v in dict(params.get("tags", {})).items()
+        if not k.startswith(("aws:", SNAPSHOT_TAG_PREFIX))
+    }
+    room = MAX_TAGS - len(ours)
+    return dict(list(original.items())[:room]) | ours
+
+
+class ReleaseAddress(AwsAction):
+    """Release an Elastic IP that nothing is associated with (the IP itself is recorded)."""
+
+    action = "release_address"
+    permissions: tuple[str, ...] = ("ec2:DescribeAddresses", "ec2:ReleaseAddress")
+
+    def _describe(self, finding: StoredFinding) -> dict[str, Any] | None:
+        key = "AllocationIds" if finding.resource_id.startswith("eipalloc-") else "PublicIps"
+        try:
+            found = self._call(
+                "ec2:DescribeAddresses",
+                self._ec2(finding).describe_addresses,
+                **{key: [finding.resource_id]},
+            )["Addresses"]
+        except ClientError:
+            return None
+        return found[0] if found else None
+
+    def _decide(self, finding: StoredFinding, address: dict[str, Any] | None) -> DryRun:
+        """The one decision function behind both the dry run and the execution."""
+        if address is None:
+            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        excluded = self._excluded(finding, tags_of(address))
+        if excluded:
+            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
+        if "AssociationId" in address:
+            target = address.get("InstanceId") or address.get("NetworkInterfaceId") or "something"
+            return DryRun(
+                Readiness.CHANGED, f"{address['PublicIp']} is now associated with {target}"
+            )
+        params = {"ip": address["PublicIp"], "allocation_id": address.get("AllocationId")}
+        return DryRun(
+            Readiness.READY,
+            f"would release {address['PublicIp']} "
+            f"({finding.resource_id}); saves ${finding.monthly_savings_usd:,.2f}/month",
+            params,
+        )
+
+    def _release_args(self, finding: StoredFinding) -> dict[str, str]:
+        if finding.resource_id.startswith("eipalloc-"):
+            return {"AllocationId": finding.resource_id}
+        return {"PublicIp": finding.resource_id}
+
+    def dry_run(self, finding: StoredFinding) -> DryRun:
+        """Re-describe, decide, then EC2 DryRun of ReleaseAddress."""
+        decision = self._decide(finding, self._describe(finding))
+        if not decision.ok:
+            return decision
+        problem = self._provider_dry_run(
+            self._ec2(finding).release_address, "ec2:ReleaseAddress", **self._release_args(finding)
+        )
+        if problem:
+            return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
+        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
+
+    def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
+        """Re-check, then release."""
+        decision = self._decide(finding, self._describe(finding))
+        ip = decision.params.get("ip") or finding.details.get("ip")
+        if decision.readiness is Readiness.GONE:
+            return Outcome(
+                Result.ALREADY_GONE, f"{finding.resource_id} was already released", {"ip": ip}
+            )
+        if not decision.ok:
+            return Outcome(Result.CHANGED, decision.verdict)
+        try:
+            self._call(
+                "ec2:ReleaseAddress",
+                self._ec2(finding).release_address,
+                **self._release_args(finding),
+            )
+        except ClientError:
+            return Outcome(
+                Result.ALREADY_GONE, f"{finding.resource_id} was already released", {"ip": ip}
+            )
+        return Outcome(Result.DONE, f"released {ip} ({finding.resource_id})", {"ip": ip})
+
+    def recover(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome | None:
+        """Done if the address is gone."""
+        if self._describe(finding) is not None:
+            return None
+        ip = params.get("ip") or finding.details.get("ip")
+        return Outcome(Result.DONE, f"released {ip} before the interruption", {"ip": ip})

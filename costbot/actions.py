@@ -1,0 +1,84 @@
+"""The contract between the cleanup engine and the cleaners: what a dry run answers, what an
+execution returns, and the Cleaner protocol every action class implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from costbot.store import StoredFinding
+
+
+class Readiness(StrEnum):
+    """What a fresh re-check plus dry run found."""
+
+    READY = "ready"
+    """Still wasteful, not excluded, and the provider's dry run says the call would succeed."""
+    GONE = "gone"
+    """The resource no longer exists."""
+    CHANGED = "changed"
+    """The resource exists but no longer matches the waste rule (e.g. attached again)."""
+    EXCLUDED = "excluded"
+    """An opt-out tag, keep-until date or allow-list entry now protects it."""
+    REFUSED = "refused"
+    """The action is not allowed on this resource (e.g. instance in an Auto Scaling group)."""
+    DENIED = "denied"
+    """The provider's dry run failed: a missing permission or another error."""
+
+
+@dataclass(frozen=True, slots=True)
+class DryRun:
+    """The verdict of a re-check plus dry run, in words an approver can act on."""
+
+    readiness: Readiness
+    verdict: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """What execution would work from (recorded with the intent)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the action may go ahead."""
+        return self.readiness is Readiness.READY
+
+
+class Result(StrEnum):
+    """How an execution ended."""
+
+    DONE = "done"
+    ALREADY_GONE = "already_gone"
+    CHANGED = "changed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an execution did."""
+
+    result: Result
+    note: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Cleaner(Protocol):
+    """One action on one kind of cloud resource."""
+
+    action: str
+    """Stable action name recorded in the audit (e.g. snapshot_and_delete_volume)."""
+    permissions: tuple[str, ...]
+    """The IAM permissions the action needs, for docs and `costbot doctor`."""
+    needs_window: bool
+    """True when the action may only run inside cleanup.maintenance_window."""
+
+    def dry_run(self, finding: StoredFinding) -> DryRun:
+        """Re-check the resource uncached and ask the provider whether the call would succeed."""
+        ...
+
+    def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
+        """Re-check once more and act; the only place a cloud resource is changed."""
+        ...
+
+    def recover(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome | None:
+        """After a crash between intent and result: the outcome if the action had completed."""
+        ...
