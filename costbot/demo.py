@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from costbot.approvals import Decision, decide
+from costbot.cleanup import Cleaners, CleanupReport, CleanupRun, dry_run_findings
 from costbot.config import Config, load_config
 from costbot.errors import ConfigError
+from costbot.model import Kind
 from costbot.pricing import AwsPriceBook
 from costbot.scan import ScanReport, run_scan
 from costbot.store import Store, StoredFinding, utcnow
@@ -40,7 +43,10 @@ pricing:
   source: bundled
 store:
   path: {store}
+cleanup:
+  execute: {execute}
 """
+DEMO_APPROVER = "demo-approver"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class DemoResult:
     findings: list[StoredFinding]
     store_path: Path
     config_path: Path
+    cleanup: CleanupReport | None = None
 
 
 @contextmanager
@@ -77,17 +84,27 @@ def emulated_aws() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run_demo(store_path: Path | None = None, now: datetime | None = None) -> DemoResult:
-    """Seed the emulator, scan it twice (8 days ago and now), and return today's findings."""
+def run_demo(
+    store_path: Path | None = None,
+    now: datetime | None = None,
+    *,
+    cleaners_factory: Callable[[Config], Cleaners] | None = None,
+    execute: bool = False,
+) -> DemoResult:
+    """Seed the emulator, scan it twice (8 days ago and now), dry-run the findings, approve two
+    and run the cleanup (a dry run unless `execute`)."""
     from costbot.providers import build_providers
 
     today = now or utcnow()
     workdir = Path(tempfile.mkdtemp(prefix="costbot-demo-"))
     store_path = (store_path or workdir / "costbot.db").resolve()
     config_path = workdir / "costbot.yaml"
-    config_path.write_text(DEMO_CONFIG.format(store=store_path), encoding="utf-8")
+    config_path.write_text(
+        DEMO_CONFIG.format(store=store_path, execute=str(execute).lower()), encoding="utf-8"
+    )
     config = load_config(config_path)
     store = Store(store_path)
+    cleanup = None
     with emulated_aws():
         import boto3
 
@@ -98,8 +115,36 @@ def run_demo(store_path: Path | None = None, now: datetime | None = None) -> Dem
         for region in DEMO_REGIONS:
             seed_fresh_volume(boto3.Session(region_name=region), region)
         report = run_scan(config, store, build_providers(config), _prices(config, store), now=today)
+        if cleaners_factory is not None:
+            cleaners = cleaners_factory(config)
+            ids = {f.id for f in report.findings}
+            dry_run_findings(store, cleaners, [f for f in store.findings() if f.id in ids], today)
+            chosen = _demo_approvals(store)
+            decide(
+                store,
+                chosen,
+                Decision.APPROVE,
+                actor=DEMO_APPROVER,
+                approvers=(),
+                actionable=set(cleaners),
+                source={"via": "demo"},
+                now=today,
+            )
+            cleanup = CleanupRun(config, store, cleaners, execute=execute, now=today).run(chosen)
     ids = {f.id for f in report.findings}
-    return DemoResult(report, [f for f in store.findings() if f.id in ids], store_path, config_path)
+    findings = [f for f in store.findings(status=None) if f.id in ids]
+    return DemoResult(report, findings, store_path, config_path, cleanup)
+
+
+def _demo_approvals(store: Store) -> list[str]:
+    """The demo's approver approves the priciest unattached volume and one unused IP."""
+    volumes = [
+        f
+        for f in store.findings(kind=Kind.IDLE_VOLUME)
+        if f.details.get("idle_reason") == "unattached"
+    ]
+    addresses = store.findings(kind=Kind.UNATTACHED_IP)
+    return [f.id for f in (volumes[:1] + addresses[:1])]
 
 
 def _prices(config: Config, store: Store) -> dict[Any, Any]:

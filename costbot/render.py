@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from costbot.cleanup import CleanupReport
 from costbot.scan import ScanReport
-from costbot.store import StoredFinding
+from costbot.store import Event, StoredFinding
 
 KIND_LABELS = {
     "idle_volume": "idle volume",
@@ -134,3 +135,53 @@ def scan_json(report: ScanReport) -> dict[str, Any]:
         ],
         "notes": list(report.notes),
     }
+
+
+STAGE_STYLES = {
+    "cleaned": "green",
+    "would_clean": "cyan",
+    "held": "yellow",
+    "failed": "red",
+    "refused": "red",
+    "expired": "yellow",
+    "resolved": "dim",
+    "skipped": "dim",
+}
+
+
+def cleanup_table(report: CleanupReport) -> Table:
+    """One row per finding the cleanup run looked at."""
+    mode = "EXECUTE" if report.execute else "dry run"
+    table = Table(title=f"Cleanup ({mode})", title_justify="left", caption_justify="left")
+    table.add_column("Finding", no_wrap=True)
+    table.add_column("Outcome", no_wrap=True)
+    table.add_column("What")
+    table.add_column("Saves/mo", justify="right", no_wrap=True)
+    for line in report.lines:
+        style = STAGE_STYLES.get(str(line.stage), "")
+        table.add_row(
+            f"{KIND_LABELS.get(line.kind, line.kind)}\n{escape(line.resource_id)}",
+            f"[{style}]{line.stage}[/{style}]" if style else str(line.stage),
+            escape(line.text),
+            usd(line.monthly_savings_usd),
+        )
+    cleaned = [line for line in report.lines if str(line.stage) == "cleaned"]
+    planned = [line for line in report.lines if str(line.stage) == "would_clean"]
+    saved = sum(line.monthly_savings_usd for line in cleaned)
+    table.caption = (
+        f"{len(cleaned)} cleaned ({usd(saved)}/month saved), {len(planned)} ready to clean"
+    )
+    return table
+
+
+def history_table(finding_id: str, events: Sequence[Event]) -> Table:
+    """A finding's audit trail."""
+    table = Table(title=f"History of {finding_id}", title_justify="left")
+    for column in ("Time (UTC)", "Actor", "Type", "Status", "Note"):
+        table.add_column(column)
+    for e in events:
+        move = f"{e.from_status or '-'} → {e.to_status}" if e.to_status else ""
+        table.add_row(
+            e.at.strftime("%Y-%m-%d %H:%M:%S"), escape(e.actor), e.type, move, escape(e.note)
+        )
+    return table

@@ -161,3 +161,10 @@ class ActionLog(StoreBase):
                 "SELECT * FROM actions WHERE finding_id=? ORDER BY id", (finding_id,)
             )
             return [_action(r) for r in rows]
+
+    def add_note(
+        self, finding_id: str, *, actor: str, note: str, data: Mapping[str, Any], now: datetime
+    ) -> None:
+        """Append a free-form event (e.g. a restore) to a finding's audit trail."""
+        with self._tx() as db:
+            self._event(db, finding_id, now, actor, "note", None, None, note, data)

@@ -186,3 +186,35 @@ class ScanWrites(StoreBase):
         )
         with self._db() as db:
             return [dict(r) for r in db.conn.execute(sql, (provider,) if provider else ())]
+
+    def scan_health(self, provider: str, account: str, region: str, min_ratio: float) -> str | None:
+        """Why the latest scans make acting in this account/region unsafe, or None if they don't."""
+        with self._db() as db:
+            latest = [
+                dict(r)
+                for r in db.conn.execute(
+                    "SELECT * FROM scans WHERE id IN (SELECT MAX(id) FROM scans"
+                    " WHERE provider=? AND account=? GROUP BY region)",
+                    (provider, account),
+                )
+            ]
+            failed = [r for r in latest if not r["ok"]]
+            if failed:
+                where = ", ".join(sorted(r["region"] for r in failed))
+                return (
+                    f"the latest scan of account {account} failed ({where}): {failed[0]['error']}"
+                )
+            here = next((r for r in latest if r["region"] == region), None)
+            if here is None:
+                return f"{provider}:{account}:{region} has never been scanned"
+            before = db.conn.execute(
+                "SELECT resources FROM scans WHERE provider=? AND account=? AND region=?"
+                " AND ok=1 AND id < ? ORDER BY id DESC LIMIT 1",
+                (provider, account, region, here["id"]),
+            ).fetchone()
+        if before is not None and here["resources"] < min_ratio * before["resources"]:
+            return (
+                f"the latest scan of {region} saw {here['resources']} resources against "
+                f"{before['resources']} before; a partial inventory must not look idle"
+            )
+        return None
