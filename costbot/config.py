@@ -177,6 +177,16 @@ class CleanupConfig(Strict):
     min_inventory_ratio: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class SlackConfig(Strict):
+    """Where summaries go and who may decide in Slack (tokens come only from the environment)."""
+
+    channel: Annotated[str, Field(min_length=1)]
+    approvers: list[Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,}$")]] = []
+    approver_groups: list[Annotated[str, Field(pattern=r"^S[A-Z0-9]{2,}$")]] = []
+    mode: Literal["socket", "http"] = "socket"
+    api_base_url: Annotated[str, Field(pattern=r"^https?://")] = "https://slack.com/api/"
+
+
 class Config(Strict):
     """The whole costbot configuration."""
 
@@ -187,6 +197,7 @@ class Config(Strict):
     pricing: PricingConfig = PricingConfig()
     scan: ScanConfig = ScanConfig()
     cleanup: CleanupConfig = CleanupConfig()
+    slack: SlackConfig | None = None
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

@@ -13,12 +13,13 @@ from costbot.model import TRANSITIONS, Kind, Status
 from costbot.store.audit import ActionLog
 from costbot.store.records import CachedPrice, Event, StoredFinding, iso, utcnow
 from costbot.store.scans import ScanWrites
+from costbot.store.slack import SlackRecords
 
 _APPROVAL_VOID = frozenset({Status.OPEN, Status.NOTIFIED, Status.REJECTED, Status.SNOOZED})
 """Moves that void a recorded approval (an approval is never carried over to a later one)."""
 
 
-class Store(ScanWrites, ActionLog):
+class Store(ScanWrites, ActionLog, SlackRecords):
     """All reads and writes of costbot's SQLite database."""
 
     # -- findings ------------------------------------------------------------------------------

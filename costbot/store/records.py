@@ -56,6 +56,11 @@ class StoredFinding:
     dry_run_verdict: str | None = None
     dry_run_at: datetime | None = None
     outcome: str | None = None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+    slack_thread_ts: str | None = None
+    notified_at: datetime | None = None
+    notified_cost_usd: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StoredFinding:
@@ -88,6 +93,11 @@ class StoredFinding:
             dry_run_verdict=row["dry_run_verdict"],
             dry_run_at=parse_time(row["dry_run_at"]),
             outcome=row["outcome"],
+            slack_channel=row["slack_channel"],
+            slack_ts=row["slack_ts"],
+            slack_thread_ts=row["slack_thread_ts"],
+            notified_at=parse_time(row["notified_at"]),
+            notified_cost_usd=row["notified_cost_usd"],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +129,9 @@ class StoredFinding:
             "dry_run_verdict": self.dry_run_verdict,
             "dry_run_at": iso(self.dry_run_at),
             "outcome": self.outcome,
+            "slack_channel": self.slack_channel,
+            "slack_ts": self.slack_ts,
+            "notified_at": iso(self.notified_at),
         }
 
 

@@ -53,4 +53,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX actions_finding ON actions (finding_id, id);
     """,
+    """
+    ALTER TABLE findings ADD COLUMN slack_channel TEXT;
+    ALTER TABLE findings ADD COLUMN slack_ts TEXT;
+    ALTER TABLE findings ADD COLUMN slack_thread_ts TEXT;
+    ALTER TABLE findings ADD COLUMN notified_at TEXT;
+    ALTER TABLE findings ADD COLUMN notified_cost_usd REAL;
+    CREATE INDEX findings_slack ON findings (slack_ts);
+    """,
 )
