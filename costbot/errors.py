@@ -63,3 +63,7 @@ class TransitionError(StoreError):
 
 class CleanupError(CostbotError):
     """A cleanup action could not be checked or carried out."""
+
+
+class SlackError(CostbotError):
+    """Slack refused a call (bad channel or token, still rate limited) or was unreachable."""
