@@ -117,7 +117,6 @@ class CleanupRun:
         cleaners: Cleaners,
         *,
         execute: bool,
-        approvers: Iterable[str] = (),
         now: datetime | None = None,
     ) -> None:
         self.config = config
@@ -125,7 +124,6 @@ class CleanupRun:
         self.cleaners = cleaners
         self.execute = execute and config.cleanup.execute
         self.requested_execute = execute
-        self.approvers = set(approvers) | set(config.cleanup.cli_approvers)
         self.now = now or utcnow()
         self.run_id = uuid.uuid4().hex[:12]
         self.executed = 0
@@ -215,9 +213,20 @@ class CleanupRun:
         ttl = timedelta(hours=self.config.cleanup.approval_ttl_hours)
         if finding.approved_at is None or self.now - finding.approved_at > ttl:
             return f"approval expired (older than {self.config.cleanup.approval_ttl_hours:g} h)"
-        if self.approvers and finding.approved_by not in self.approvers:
+        if not self._approver_still_allowed(finding):
             return f"approved by {finding.approved_by}, who is not a configured approver"
         return None
+
+    def _approver_still_allowed(self, finding: StoredFinding) -> bool:
+        """Re-check the approver against today's config, by the channel the approval came from."""
+        if finding.approval_source.get("via") == "slack":
+            slack = self.config.slack
+            return slack is not None and (
+                finding.approved_by in slack.approvers
+                or finding.approval_source.get("group") in slack.approver_groups
+            )
+        allowed = self.config.cleanup.cli_approvers
+        return not allowed or finding.approved_by in allowed
 
     def _check_and_act(self, finding: StoredFinding, cleaner: Cleaner) -> CleanupLine:
         check = cleaner.dry_run(finding)

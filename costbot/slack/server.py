@@ -1,0 +1,83 @@
+"""Serving the Slack app: HTTP mode (POST /slack/events, GET /healthz) on a threaded WSGI
+server, or Socket Mode; and the worker that runs cleanups queued by approvals, off the
+request path."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from slack_bolt import App
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+
+from costbot.cleanup import CleanupReport
+from costbot.errors import CostbotError
+
+log = logging.getLogger(__name__)
+EVENTS_PATH = "/slack/events"
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s", format % args)
+
+
+def wsgi_app(app: App) -> Callable[..., Iterable[bytes]]:
+    """Bolt at /slack/events plus a /healthz probe."""
+    bolt = SlackRequestHandler(app, path=EVENTS_PATH)
+
+    def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return bolt(environ, start_response)
+
+    return route
+
+
+def http_server(app: App, host: str, port: int) -> WSGIServer:
+    """A threaded HTTP server for the app (call serve_forever(); port 0 picks a free port)."""
+    return make_server(
+        host, port, wsgi_app(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+    )
+
+
+class CleanupQueue:
+    """Runs queued cleanups one at a time in a background thread."""
+
+    def __init__(
+        self, run: Callable[[list[str]], CleanupReport], report: Callable[[CleanupReport], None]
+    ) -> None:
+        self._run = run
+        self._report = report
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="cleanup", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread.start()
+
+    def put(self, finding_id: str) -> None:
+        """Queue one approved finding for cleanup (returns at once)."""
+        self._queue.put(finding_id)
+
+    def stop(self, timeout: float = 30) -> None:
+        """Finish the action in progress, then stop."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _work(self) -> None:
+        while (finding_id := self._queue.get()) is not None:
+            try:
+                self._report(self._run([finding_id]))
+            except CostbotError as exc:
+                log.error("queued cleanup failed", extra={"finding": finding_id, "error": str(exc)})
