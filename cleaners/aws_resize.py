@@ -72,7 +72,7 @@ class ResizeInstance(AwsAction):
         restart = ", start it again" if state == "running" else ""
         return DryRun(
             Readiness.READY,
-            f"would stop {finding.resource_id}, change {current} -> {target}{restart}; "
+            f"would stop {finding.resource_id}, change {current} → {target}{restart}; "
             f"saves ${finding.monthly_savings_usd:,.2f}/month",
             params,
         )

@@ -7,12 +7,13 @@ today's scan, so idle clocks have run long enough for findings to be due.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from costbot.errors import ConfigError
 from costbot.model import Kind
 from costbot.pricing import AwsPriceBook
 from costbot.scan import ScanReport, run_scan
+from costbot.slack.blocks import Message, summary_messages
 from costbot.store import Store, StoredFinding, utcnow
 
 DEMO_REGIONS = ("us-east-1", "eu-west-1")
@@ -58,6 +60,8 @@ class DemoResult:
     store_path: Path
     config_path: Path
     cleanup: CleanupReport | None = None
+    slack_messages: list[Message] = field(default_factory=list)
+    slack_json_path: Path | None = None
 
 
 @contextmanager
@@ -105,6 +109,8 @@ def run_demo(
     config = load_config(config_path)
     store = Store(store_path)
     cleanup = None
+    messages: list[Message] = []
+    slack_json: Path | None = None
     with emulated_aws():
         import boto3
 
@@ -119,6 +125,11 @@ def run_demo(
             cleaners = cleaners_factory(config)
             ids = {f.id for f in report.findings}
             dry_run_findings(store, cleaners, [f for f in store.findings() if f.id in ids], today)
+            messages = summary_messages(
+                [f for f in store.findings() if f.id in ids], actionable=set(cleaners), now=today
+            )
+            slack_json = workdir / "slack-summary.json"
+            slack_json.write_text(json.dumps([m.blocks for m in messages], indent=2), "utf-8")
             chosen = _demo_approvals(store)
             decide(
                 store,
@@ -133,7 +144,7 @@ def run_demo(
             cleanup = CleanupRun(config, store, cleaners, execute=execute, now=today).run(chosen)
     ids = {f.id for f in report.findings}
     findings = [f for f in store.findings(status=None) if f.id in ids]
-    return DemoResult(report, findings, store_path, config_path, cleanup)
+    return DemoResult(report, findings, store_path, config_path, cleanup, messages, slack_json)
 
 
 def _demo_approvals(store: Store) -> list[str]:

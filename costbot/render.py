@@ -5,6 +5,7 @@ Nothing here computes: it only formats what the store and the scan returned.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from costbot.cleanup import CleanupReport
 from costbot.scan import ScanReport
+from costbot.slack.blocks import Message
 from costbot.store import Event, StoredFinding
 
 KIND_LABELS = {
@@ -185,3 +187,25 @@ def history_table(finding_id: str, events: Sequence[Event]) -> Table:
             e.at.strftime("%Y-%m-%d %H:%M:%S"), escape(e.actor), e.type, move, escape(e.note)
         )
     return table
+
+
+def slack_preview(messages: Sequence[Message], limit: int = 3) -> str:
+    """A plain-text rendering of the first findings of a Slack summary, buttons in brackets."""
+    if not messages:
+        return "(nothing to post)"
+    out: list[str] = []
+    shown = 0
+    for block in messages[0].blocks:
+        if block["type"] == "header":
+            out.append(f"== {block['text']['text']} ==")
+        elif block["type"] == "section" and "text" in block:
+            if shown == limit:
+                break
+            shown += 1
+            out.append("")
+            out.extend("  " + line for line in block["text"]["text"].splitlines())
+        elif block["type"] == "actions" and shown <= limit:
+            out.append("  " + " ".join(f"[{e['text']['text']}]" for e in block["elements"]))
+    total = sum(len(m.finding_ids) for m in messages)
+    out.append(f"\n… {total - shown} more findings in {len(messages)} message(s) (threaded)")
+    return html.unescape("\n".join(out))

@@ -297,7 +297,7 @@ def _instance_finding(
         price_source=source,
         price_date=when,
         recommendation=(
-            f"resize {current.name} -> {target.name} (projected peak {math.ceil(projected)}%)"
+            f"resize {current.name} → {target.name} (projected peak {math.ceil(projected)}%)"
         ),
         details={
             "instance_type": current.name,

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from costbot.cli.base import FORMAT_TABLE_JSON, cli, emit_findings
-from costbot.render import cleanup_table, console
+from costbot.render import cleanup_table, console, slack_preview
 
 
 @cli.command()
@@ -27,6 +27,11 @@ def demo(store_path: Path | None, execute: bool, fmt: str) -> None:
     result = run_demo(store_path, cleaners_factory=build_cleaners, execute=execute)
     emit_findings(result.findings, fmt, result.report)
     out = console(stderr=fmt != "table")
+    if result.slack_messages:
+        out.print(
+            f"\n[bold]What Slack would show[/bold] (full Block Kit JSON: {result.slack_json_path}):"
+        )
+        out.print(slack_preview(result.slack_messages), markup=False, highlight=False)
     if result.cleanup is not None:
         out.print()
         out.print(cleanup_table(result.cleanup))

@@ -116,7 +116,8 @@ def finding_blocks(
         f"{finding.provider} · {escape(finding.account)} · {escape(finding.region)}",
         escape(finding.reason),
         f"→ {escape(finding.recommendation)}",
-        f"Costs {cost}/mo · saves *{saves}/mo* · found {age} day{'s' if age != 1 else ''} ago",
+        f"Costs {cost}/mo · saves *{saves}/mo* · "
+        + (f"found {age} day{'s' if age != 1 else ''} ago" if age else "new today"),
     ]
     if finding.dry_run_verdict:
         mark = "✅" if finding.dry_run_ok else "⚠️"
