@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from costbot.errors import ConfigError
 
@@ -49,6 +49,15 @@ class AwsAccount(Strict):
     role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")]
     name: str = ""
     external_id: str | None = None
+
+    @model_validator(mode="after")
+    def _role_in_same_account(self) -> AwsAccount:
+        role_account = self.role_arn.split(":")[4]
+        if role_account != self.id:
+            raise ValueError(
+                f"expected role_arn to be a role in account {self.id}, but it is in {role_account}"
+            )
+        return self
 
 
 def _known_aws_region(region: str) -> str:

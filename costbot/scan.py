@@ -152,11 +152,29 @@ def _scan_unit(
     run_id: str,
     now: datetime,
 ) -> UnitResult:
-    started = time.perf_counter()
+    """Scan one unit; any failure is recorded for this unit alone and the run goes on."""
     try:
-        inventory = adapter.collect(unit, now)
+        return _scan_unit_or_raise(config, store, adapter, unit, prices, run_id, now)
     except CostbotError as exc:
         return _record_failure(store, unit, run_id, now, str(exc))
+    except Exception as exc:  # a bug must not take the other units down with it
+        log.exception("unexpected error scanning a unit", extra={"unit": str(unit)})
+        return _record_failure(
+            store, unit, run_id, now, f"internal error (please report): {type(exc).__name__}: {exc}"
+        )
+
+
+def _scan_unit_or_raise(
+    config: Config,
+    store: Store,
+    adapter: InventoryProvider,
+    unit: Unit,
+    prices: PriceBook,
+    run_id: str,
+    now: datetime,
+) -> UnitResult:
+    started = time.perf_counter()
+    inventory = adapter.collect(unit, now)
     counts = Counter(
         volumes=len(inventory.volumes),
         addresses=len(inventory.addresses),

@@ -7,6 +7,7 @@ The exclusion check lives here too, because the cleaners apply it again right be
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,7 +18,8 @@ from costbot.model import Address, Finding, Instance, InstanceSize, Inventory, K
 from costbot.pricing import PriceBook
 
 KUBERNETES_PV_TAG = "kubernetes.io/created-for/pvc/name"
-BURSTABLE_FAMILIES = frozenset({"t1", "t2", "t3", "t3a", "t4g"})
+BURSTABLE = re.compile(r"^t\d")
+"""Burstable EC2 families (t2, t3, t3a, t4g, ...): judged on CPU credits, not utilisation."""
 SNAPSHOT_GB_MONTH_USD = 0.05
 
 
@@ -63,6 +65,11 @@ def exclusion_reason(
         if entry.id == resource_id and (entry.until is None or today <= entry.until):
             return f"excluded in config: {entry.reason}"
     return None
+
+
+def is_burstable(instance_type: str) -> bool:
+    """Whether an instance type belongs to a burstable (CPU-credit) family."""
+    return bool(BURSTABLE.match(instance_type))
 
 
 def _days(since: datetime, now: datetime) -> float:
@@ -238,7 +245,7 @@ def _oversize_skip_reason(instance: Instance, ctx: ScanContext) -> str | None:
     why_not = exclusion_reason(instance.resource_id, instance.tags, ctx.exclusions, ctx.now.date())
     if why_not:
         return why_not
-    if instance.instance_type.split(".")[0] in BURSTABLE_FAMILIES:
+    if is_burstable(instance.instance_type):
         return "burstable family: judged on CPU credits, not utilisation (not rated)"
     if instance.launched_at and _days(instance.launched_at, ctx.now) < rule.lookback_days:
         return f"running for less than the {rule.lookback_days}-day look-back window"

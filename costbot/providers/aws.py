@@ -31,9 +31,9 @@ from costbot.model import (
     Volume,
 )
 from costbot.providers.aws_sessions import AwsSessions, aws_errors
+from costbot.scanners import is_burstable
 
 METRIC_QUERIES_PER_CALL = 500
-BURSTABLE_PREFIX = re.compile(r"^t\d")
 STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 ASG_TAG = "aws:autoscaling:groupName"
 STATE_NAMES = {"running": "running", "stopped": "stopped", "terminated": "terminated",
@@ -101,7 +101,7 @@ class AwsProvider:
             i
             for i in instances
             if i.state == "running"
-            and not BURSTABLE_PREFIX.match(i.instance_type)
+            and not is_burstable(i.instance_type)
             and (i.launched_at is None or now - i.launched_at >= self._lookback)
         ]
         sizes = self._sizes(unit, ec2, {i.instance_type.split(".")[0] for i in to_rate})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -15,6 +16,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from costbot.config import AwsAccount, AwsConfig
 from costbot.errors import ProviderError
 from costbot.model import Provider, Unit
+
+REFRESH_BEFORE_EXPIRY = timedelta(minutes=5)
+"""Assumed-role credentials are renewed this long before they expire (long-running serve)."""
 
 
 def client_config(max_pool_connections: int = 10) -> BotoConfig:
@@ -63,6 +67,7 @@ class AwsSessions:
         self._factory = session_factory
         self.boto_config = client_config(max_pool_connections)
         self._sessions: dict[str, boto3.Session] = {}
+        self._expires: dict[str, datetime] = {}
         self._ambient: str | None = None
         self._lock = threading.RLock()
 
@@ -71,41 +76,46 @@ class AwsSessions:
         with self._lock:
             if account is None:
                 return self._open_ambient()
-            if account.id not in self._sessions:
+            expires = self._expires.get(account.id)
+            if account.id not in self._sessions or (
+                expires is not None and expires - datetime.now(UTC) < REFRESH_BEFORE_EXPIRY
+            ):
                 self._sessions[account.id] = self._assume(account)
             return account.id
 
     def _open_ambient(self) -> str:
         if self._ambient is None:
-            base = self._factory()
             with aws_errors(None, "sts:GetCallerIdentity"):
+                base = self._factory()
                 identity = base.client("sts", config=self.boto_config).get_caller_identity()
             self._ambient = str(identity["Account"])
             self._sessions[self._ambient] = base
         return self._ambient
 
     def _assume(self, account: AwsAccount) -> boto3.Session:
-        base = self._factory()
         extra: dict[str, Any] = {"ExternalId": account.external_id} if account.external_id else {}
         with aws_errors(None, "sts:AssumeRole", account.id):
-            creds = base.client("sts", config=self.boto_config).assume_role(
+            base = self._factory()
+            answer = base.client("sts", config=self.boto_config).assume_role(
                 RoleArn=account.role_arn, RoleSessionName="costbot", **extra
-            )["Credentials"]
-        return self._factory(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
+            )
+            creds = answer["Credentials"]
+            session = self._factory(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+            )
+        self._expires[account.id] = creds["Expiration"]
+        return session
 
     def client(self, account_id: str, service: str, region: str) -> Any:
         """A client acting in `account_id`; ProviderError if no configured credentials reach it."""
         with self._lock:
-            if account_id not in self._sessions:
-                configured = {a.id: a for a in self._config.accounts}
-                if account_id in configured:
-                    self.open(configured[account_id])
-                elif not self._config.accounts:
-                    self._open_ambient()
+            configured = {a.id: a for a in self._config.accounts}
+            if account_id in configured:
+                self.open(configured[account_id])
+            elif account_id not in self._sessions and not self._config.accounts:
+                self._open_ambient()
             session = self._sessions.get(account_id)
             if session is None:
                 raise ProviderError(
