@@ -192,8 +192,10 @@ class SnapshotAndDeleteVolume(AwsAction):
         ec2 = self._ec2(finding)
         data: dict[str, Any] = {"volume": dict(decision.params)}
         if self.snapshot:
-            snapshot_id = self._existing_snapshot(finding) or self._create_snapshot(
-                finding, decision.params
+            action_id = params.get("action_id")
+            mine = [*params.get("reuse_from_actions", []), action_id]
+            snapshot_id = self._existing_snapshot(finding, mine) or self._create_snapshot(
+                finding, decision.params, action_id
             )
             self._wait_completed(ec2, snapshot_id)
             data["snapshot_id"] = snapshot_id
@@ -208,26 +210,34 @@ class SnapshotAndDeleteVolume(AwsAction):
         """Done if the volume is gone (with its costbot snapshot, when one was wanted)."""
         if self._describe(finding) is not None:
             return None
-        snapshot_id = self._existing_snapshot(finding) if self.snapshot else None
+        interrupted = [params["action_id"]] if "action_id" in params else []
+        snapshot_id = self._existing_snapshot(finding, interrupted) if self.snapshot else None
         data = {"snapshot_id": snapshot_id} if snapshot_id else {}
         return Outcome(
             Result.DONE, f"{finding.resource_id} was deleted before the interruption", data
         )
 
-    def _existing_snapshot(self, finding: StoredFinding) -> str | None:
+    def _existing_snapshot(self, finding: StoredFinding, action_ids: list[Any]) -> str | None:
+        """A snapshot taken by one of these actions (never one from an older approval)."""
+        wanted = [str(a) for a in action_ids if a is not None]
+        if not wanted:
+            return None
         snapshots = self._call(
             "ec2:DescribeSnapshots",
             self._ec2(finding).describe_snapshots,
             OwnerIds=["self"],
             Filters=[
                 {"Name": "tag:costbot:finding-id", "Values": [finding.id]},
+                {"Name": "tag:costbot:action-id", "Values": wanted},
                 {"Name": "status", "Values": ["pending", "completed"]},
             ],
         )["Snapshots"]
         return str(snapshots[0]["SnapshotId"]) if snapshots else None
 
-    def _create_snapshot(self, finding: StoredFinding, params: Mapping[str, Any]) -> str:
-        tags = snapshot_tags(finding.id, params)
+    def _create_snapshot(
+        self, finding: StoredFinding, params: Mapping[str, Any], action_id: Any
+    ) -> str:
+        tags = snapshot_tags(finding.id, params, action_id)
         snapshot = self._call(
             "ec2:CreateSnapshot",
             self._ec2(finding).create_snapshot,
@@ -266,7 +276,9 @@ class DeleteVolume(SnapshotAndDeleteVolume):
     snapshot = False
 
 
-def snapshot_tags(finding_id: str, params: Mapping[str, Any]) -> dict[str, str]:
+def snapshot_tags(
+    finding_id: str, params: Mapping[str, Any], action_id: Any = None
+) -> dict[str, str]:
     """The volume's own tags plus what `costbot restore` needs, within EC2's 50-tag limit."""
     ours = {
         "costbot:source-volume": str(params["volume_id"]),
@@ -275,6 +287,8 @@ def snapshot_tags(finding_id: str, params: Mapping[str, Any]) -> dict[str, str]:
         "costbot:volume-type": str(params["volume_type"]),
         "costbot:volume-az": str(params["zone"]),
     }
+    if action_id is not None:
+        ours["costbot:action-id"] = str(action_id)
     if params.get("iops"):
         ours["costbot:volume-iops"] = str(params["iops"])
     if params.get("throughput"):

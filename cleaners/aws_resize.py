@@ -107,7 +107,7 @@ class ResizeInstance(AwsAction):
             return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} no longer exists")
         if not decision.ok:
             return Outcome(Result.CHANGED, decision.verdict)
-        was_running = bool(params.get("was_running", decision.params["was_running"]))
+        was_running = bool(decision.params["was_running"])
         ec2, iid, target = self._ec2(finding), finding.resource_id, decision.params["to_type"]
         if decision.params["was_running"]:
             self._call("ec2:StopInstances", ec2.stop_instances, InstanceIds=[iid])

@@ -52,6 +52,7 @@ class RestoreVolume:
                 return None
             raise CleanupError(f"ec2:DescribeSnapshots in {region}: {exc}") from exc
         ours = [s for s in found if "costbot:source-volume" in tags_of(s)]
+        ours.sort(key=lambda s: s.get("StartTime") or 0, reverse=True)
         return dict(ours[0]) if ours else None
 
     def restore(self, account: str, region: str, snapshot: dict[str, Any]) -> Restored:

@@ -15,8 +15,11 @@ from costbot.errors import CostbotError, TransitionError
 from costbot.model import Kind, Provider, Status
 from costbot.store import Store, StoredFinding, utcnow
 
-DECIDABLE_FROM = (Status.OPEN, Status.NOTIFIED)
 APPROVABLE_FROM = (Status.OPEN, Status.NOTIFIED, Status.FAILED)
+REJECTABLE_FROM = (Status.OPEN, Status.NOTIFIED, Status.APPROVED, Status.FAILED)
+"""Rejecting also withdraws an approval that has not been acted on yet."""
+SNOOZABLE_FROM = (Status.OPEN, Status.NOTIFIED, Status.FAILED)
+ALLOWED_FROM = {"approve": APPROVABLE_FROM, "reject": REJECTABLE_FROM, "snooze": SNOOZABLE_FROM}
 
 
 class Decision(StrEnum):
@@ -56,8 +59,7 @@ def why_refused(
     """Why `actor` may not take `decision` on `finding` now, or None when they may."""
     if approvers and actor not in approvers:
         return f"{actor} is not a configured approver"
-    allowed = APPROVABLE_FROM if decision is Decision.APPROVE else DECIDABLE_FROM
-    if finding.status not in allowed:
+    if finding.status not in ALLOWED_FROM[decision]:
         detail = f" by {finding.approved_by}" if finding.status is Status.APPROVED else ""
         return f"{finding.id} is already {finding.status}{detail}; nothing changed"
     if (
@@ -93,7 +95,7 @@ def decide(
             raise DecisionRefused("snoozing needs a number of days greater than 0")
         until = moment + timedelta(days=snooze_days)
     done = []
-    allowed = APPROVABLE_FROM if decision is Decision.APPROVE else DECIDABLE_FROM
+    allowed = ALLOWED_FROM[decision]
     for finding in findings:
         try:
             updated = store.transition(

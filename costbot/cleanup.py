@@ -9,21 +9,27 @@ execute -> write the result. Interrupted intents are re-checked first, never re-
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time as clock
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 
 from costbot.actions import Cleaner, DryRun, Readiness, Result
 from costbot.config import Config
-from costbot.errors import CostbotError
-from costbot.model import Kind, Provider, Status
+from costbot.errors import CleanupError, CostbotError
+from costbot.model import TRANSITIONS, Kind, Provider, Status
 from costbot.store import Store, StoredFinding, utcnow
 
 log = logging.getLogger(__name__)
 
 ACTOR = "costbot:cleanup"
+LEASE = "cleanup"
+LEASE_TTL = timedelta(minutes=30)
+"""Renewed before each finding; a crashed holder's lease runs out after this."""
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 Cleaners = Mapping[tuple[Provider, Kind], Cleaner]
@@ -90,7 +96,8 @@ def in_window(window: str | None, now: datetime) -> bool:
     start_s, end_s = hours.split("-")
     start, end = time.fromisoformat(start_s), time.fromisoformat(end_s)
     days = _days(days_part)
-    moment = now.timetz().replace(tzinfo=None)
+    now = now.astimezone(UTC)
+    moment = now.time()
     today = DAYS[now.weekday()]
     yesterday = DAYS[(now.weekday() - 1) % 7]
     if start <= end:
@@ -127,20 +134,37 @@ class CleanupRun:
         self.now = now or utcnow()
         self.run_id = uuid.uuid4().hex[:12]
         self.executed = 0
+        self._started = clock.monotonic()
+        self._resumable: dict[str, int] = {}
+        """finding id -> the interrupted action whose snapshot this run may reuse."""
 
     def run(self, finding_ids: Sequence[str] | None = None) -> CleanupReport:
-        """Resume interrupted actions, then take every approved finding through the rails."""
-        lines = self._resume()
-        if finding_ids:
-            findings = [self.store.get(fid) for fid in finding_ids]
-        else:
-            findings = sorted(
-                self.store.findings(status=[Status.APPROVED]),
-                key=lambda f: (f.approved_at or self.now, f.id),
-            )
-        for finding in findings:
-            lines.append(self._one(finding))
+        """Resume interrupted actions, then take every approved finding through the rails.
+
+        Holds the store's cleanup lease for the whole run: two processes never act at once."""
+        holder = f"{socket.gethostname()}:{os.getpid()}:{self.run_id}"
+        taken_by = self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+        if taken_by:
+            raise CleanupError(f"another cleanup run is in progress ({taken_by}); try again later")
+        try:
+            lines = self._resume()
+            if finding_ids:
+                findings = [self.store.get(fid) for fid in finding_ids]
+            else:
+                findings = sorted(
+                    self.store.findings(status=[Status.APPROVED]),
+                    key=lambda f: (f.approved_at or self.now, f.id),
+                )
+            for finding in findings:
+                self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+                lines.append(self._one(finding))
+        finally:
+            self.store.release_lease(LEASE, holder)
         return CleanupReport(self.run_id, self.execute, tuple(lines))
+
+    def _clock(self) -> datetime:
+        """The run's clock: the injected start time plus the time elapsed since."""
+        return self.now + timedelta(seconds=clock.monotonic() - self._started)
 
     # -- crash recovery ------------------------------------------------------------------------
 
@@ -150,32 +174,39 @@ class CleanupRun:
             finding = self.store.get(action.finding_id)
             cleaner = self.cleaners.get((Provider(finding.provider), finding.kind))
             if cleaner is None:
+                log.warning(
+                    "interrupted action has no enabled cleaner; left open",
+                    extra={"finding": finding.id, "action": action.action},
+                )
                 continue
+            params = {**action.params, "action_id": action.id}
             try:
-                outcome = cleaner.recover(finding, action.params)
+                outcome = cleaner.recover(finding, params)
             except CostbotError as exc:
                 log.error("recovery check failed", extra={"finding": finding.id, "error": str(exc)})
                 continue
             if outcome is None:
+                self._resumable[finding.id] = action.id
                 self.store.finish_action(
                     action.id,
                     result="interrupted",
                     to=finding.status,
                     actor=ACTOR,
-                    now=self.now,
+                    now=self._clock(),
+                    data={},
                     note="interrupted before its result was recorded; re-checked: not done, "
                     "so it goes through the rails again",
-                    data={},
                 )
                 continue
+            done = Status.CLEANED in TRANSITIONS[finding.status] or finding.status is Status.CLEANED
             self.store.finish_action(
                 action.id,
                 result=str(outcome.result),
                 note=outcome.note,
                 data=outcome.data,
-                to=Status.CLEANED,
                 actor=ACTOR,
-                now=self.now,
+                now=self._clock(),
+                to=Status.CLEANED if done else finding.status,
             )
             lines.append(
                 self._line(finding, Stage.CLEANED, f"recovered: {outcome.note}", outcome.data)
@@ -187,14 +218,14 @@ class CleanupRun:
     def _one(self, finding: StoredFinding) -> CleanupLine:
         if finding.status is not Status.APPROVED:
             return self._line(finding, Stage.SKIPPED, f"not approved (status {finding.status})")
-        cleaner = self.cleaners.get((Provider(finding.provider), finding.kind))
-        if cleaner is None:
-            return self._line(finding, Stage.REFUSED, "no enabled cleanup action for this kind")
         void = self._approval_problem(finding)
         if void:
             stage = Stage.EXPIRED if "expired" in void else Stage.REFUSED
             self.store.transition(finding.id, Status.OPEN, actor=ACTOR, note=void, now=self.now)
             return self._line(finding, stage, void)
+        cleaner = self.cleaners.get((Provider(finding.provider), finding.kind))
+        if cleaner is None:
+            return self._line(finding, Stage.REFUSED, "no enabled cleanup action for this kind")
         unsafe = self.store.scan_health(
             finding.provider,
             finding.account,
@@ -256,8 +287,10 @@ class CleanupRun:
             actor=ACTOR,
             now=self.now,
         )
+        reusable = [self._resumable[finding.id]] if finding.id in self._resumable else []
+        params = {**check.params, "action_id": action_id, "reuse_from_actions": reusable}
         try:
-            outcome = cleaner.execute(finding, check.params)
+            outcome = cleaner.execute(finding, params)
         except CostbotError as exc:
             self.store.finish_action(
                 action_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from datetime import date
+from datetime import date, time
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -164,7 +164,13 @@ _WINDOW = re.compile(
 
 
 def _window(value: str | None) -> str | None:
-    if value is not None and not _WINDOW.match(value):
+    match = _WINDOW.match(value) if value is not None else None
+    if match is not None:
+        try:
+            time.fromisoformat(match["start"]), time.fromisoformat(match["end"])
+        except ValueError:
+            match = None
+    if value is not None and match is None:
         raise ValueError(
             "expected a window like 'Sat 02:00-06:00 UTC' or 'Mon-Fri 22:00-02:00 UTC', "
             f"got {value!r}"

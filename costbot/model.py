@@ -50,7 +50,7 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     S.NOTIFIED: frozenset({S.OPEN, S.APPROVED, S.REJECTED, S.SNOOZED, S.RESOLVED}),
     S.APPROVED: frozenset({S.OPEN, S.CLEANED, S.FAILED, S.RESOLVED, S.REJECTED}),
     S.SNOOZED: frozenset({S.OPEN, S.RESOLVED}),
-    S.FAILED: frozenset({S.OPEN, S.APPROVED, S.REJECTED, S.RESOLVED}),
+    S.FAILED: frozenset({S.OPEN, S.APPROVED, S.REJECTED, S.SNOOZED, S.RESOLVED}),
     S.REJECTED: frozenset({S.RESOLVED}),
     S.RESOLVED: frozenset({S.OPEN}),
     S.CLEANED: frozenset(),

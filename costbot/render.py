@@ -101,7 +101,7 @@ def findings_csv(findings: Sequence[StoredFinding]) -> str:
 def print_scan_summary(console: Console, report: ScanReport) -> None:
     """Per-unit outcome lines, failures first, and any pricing notes."""
     for unit in report.failed:
-        console.print(f"[red]FAILED[/red] {unit.unit}: {unit.error}")
+        console.print(f"[red]FAILED[/red] {unit.unit}: {escape(unit.error or '')}", soft_wrap=True)
     ok = [u for u in report.units if u.ok]
     resources = sum(sum(u.resources.values()) for u in ok)
     new = sum(u.new for u in ok)
@@ -115,9 +115,9 @@ def print_scan_summary(console: Console, report: ScanReport) -> None:
         for reason, n in u.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
     for reason, n in sorted(skipped.items()):
-        console.print(f"[dim]  not judged: {n} x {reason}[/dim]")
+        console.print(f"[dim]  not judged: {n} x {escape(reason)}[/dim]")
     for note in report.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
 
 
 def scan_json(report: ScanReport) -> dict[str, Any]:

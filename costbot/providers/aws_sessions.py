@@ -22,9 +22,12 @@ REFRESH_BEFORE_EXPIRY = timedelta(minutes=5)
 
 
 def client_config(max_pool_connections: int = 10) -> BotoConfig:
-    """botocore settings for every costbot client: adaptive retries, bounded connection pool."""
+    """botocore settings for every costbot client: adaptive retries (throttling), bounded
+    timeouts so an unreachable endpoint fails in seconds, and a bounded connection pool."""
     return BotoConfig(
-        retries={"mode": "adaptive", "max_attempts": 10},
+        retries={"mode": "adaptive", "max_attempts": 5},
+        connect_timeout=5,
+        read_timeout=60,
         max_pool_connections=max_pool_connections,
         user_agent_extra="costbot",
     )

@@ -11,6 +11,7 @@ from typing import Any
 from costbot.errors import TransitionError, UnknownFindingError
 from costbot.model import TRANSITIONS, Kind, Status
 from costbot.store.audit import ActionLog
+from costbot.store.lease import Leases
 from costbot.store.records import CachedPrice, Event, StoredFinding, iso, utcnow
 from costbot.store.scans import ScanWrites
 from costbot.store.slack import SlackRecords
@@ -19,7 +20,7 @@ _APPROVAL_VOID = frozenset({Status.OPEN, Status.NOTIFIED, Status.REJECTED, Statu
 """Moves that void a recorded approval (an approval is never carried over to a later one)."""
 
 
-class Store(ScanWrites, ActionLog, SlackRecords):
+class Store(ScanWrites, ActionLog, SlackRecords, Leases):
     """All reads and writes of costbot's SQLite database."""
 
     # -- findings ------------------------------------------------------------------------------

@@ -15,6 +15,34 @@ from costbot.store.base import StoreBase
 from costbot.store.records import ScanRecord, iso, parse_time
 
 SCANNER_ACTOR = "costbot:scan"
+_VALUE_COLUMNS = (
+    "name",
+    "reason",
+    "monthly_cost_usd",
+    "monthly_savings_usd",
+    "price_source",
+    "price_date",
+    "recommendation",
+    "details",
+    "last_seen",
+    "first_seen_unattached",
+)
+_INSERT_COLUMNS = ", ".join(
+    (
+        "id",
+        "provider",
+        "account",
+        "region",
+        "kind",
+        "resource_id",
+        "status",
+        "first_seen",
+        "status_changed_at",
+        *_VALUE_COLUMNS,
+    )
+)
+_INSERT_MARKS = ", ".join("?" * len(_INSERT_COLUMNS.split(", ")))
+_UPDATE_SET = ", ".join(f"{c}=?" for c in _VALUE_COLUMNS)
 
 
 class ScanWrites(StoreBase):
@@ -104,43 +132,42 @@ class ScanWrites(StoreBase):
                 (unit.provider, unit.account, unit.region),
             )
         }
-        new = seen_again = resolved = 0
+        inserts: list[tuple[Any, ...]] = []
+        updates: list[tuple[Any, ...]] = []
+        reopens: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        stamp = iso(now)
         for finding in findings:
-            values = {
-                "name": finding.name,
-                "reason": finding.reason,
-                "monthly_cost_usd": finding.monthly_cost_usd,
-                "monthly_savings_usd": finding.monthly_savings_usd,
-                "price_source": finding.price_source,
-                "price_date": finding.price_date,
-                "recommendation": finding.recommendation,
-                "details": json.dumps(dict(finding.details), default=str),
-                "last_seen": iso(now),
-                "first_seen_unattached": iso(since.get(finding.resource_id)),
-            }
+            values = (
+                finding.name,
+                finding.reason,
+                finding.monthly_cost_usd,
+                finding.monthly_savings_usd,
+                finding.price_source,
+                finding.price_date,
+                finding.recommendation,
+                json.dumps(dict(finding.details), default=str),
+                stamp,
+                iso(since.get(finding.resource_id)),
+            )
             row = existing.get(finding.id)
             if row is None:
-                new += 1
-                db.table("findings").insert(
-                    {
-                        "id": finding.id,
-                        "provider": str(unit.provider),
-                        "account": unit.account,
-                        "region": unit.region,
-                        "kind": str(finding.kind),
-                        "resource_id": finding.resource_id,
-                        "status": str(Status.OPEN),
-                        "first_seen": iso(now),
-                        "status_changed_at": iso(now),
-                        "snoozed_until": None,
-                        **values,
-                    },
+                inserts.append(
+                    (
+                        finding.id,
+                        str(unit.provider),
+                        unit.account,
+                        unit.region,
+                        str(finding.kind),
+                        finding.resource_id,
+                        str(Status.OPEN),
+                        stamp,
+                        stamp,
+                        *values,
+                    )
                 )
-                self._event(
-                    db, finding.id, now, SCANNER_ACTOR, "status", None, Status.OPEN, finding.reason
-                )
+                events.append((finding.id, stamp, None, str(Status.OPEN), finding.reason))
                 continue
-            seen_again += 1
             status = Status(row["status"])
             reopen_note = ""
             if status is Status.RESOLVED:
@@ -148,35 +175,41 @@ class ScanWrites(StoreBase):
             elif status is Status.SNOOZED and (parse_time(row["snoozed_until"]) or now) <= now:
                 reopen_note = "snooze ended"
             if reopen_note:
-                values |= {
-                    "status": str(Status.OPEN),
-                    "status_changed_at": iso(now),
-                    "snoozed_until": None,
-                }
-                self._event(
-                    db, finding.id, now, SCANNER_ACTOR, "status", status, Status.OPEN, reopen_note
-                )
-            db.table("findings").update(finding.id, values)
+                reopens.append((*values, str(Status.OPEN), stamp, finding.id))
+                events.append((finding.id, stamp, str(status), str(Status.OPEN), reopen_note))
+            else:
+                updates.append((*values, finding.id))
         seen = {finding.id for finding in findings}
-        for fid, row in existing.items():
-            if fid in seen or Status(row["status"]) not in ACTIVE_STATUSES:
-                continue
-            resolved += 1
-            db.conn.execute(
-                "UPDATE findings SET status=?, status_changed_at=? WHERE id=?",
-                (str(Status.RESOLVED), iso(now), fid),
-            )
-            self._event(
-                db,
-                fid,
-                now,
-                SCANNER_ACTOR,
-                "status",
-                row["status"],
-                Status.RESOLVED,
-                "no longer wasteful in a successful scan",
-            )
-        return ScanRecord(new=new, seen_again=seen_again, resolved=resolved)
+        vanished = [
+            (fid, row["status"])
+            for fid, row in existing.items()
+            if fid not in seen and Status(row["status"]) in ACTIVE_STATUSES
+        ]
+        db.conn.executemany(
+            f"INSERT INTO findings ({_INSERT_COLUMNS}) VALUES ({_INSERT_MARKS})", inserts
+        )
+        db.conn.executemany(f"UPDATE findings SET {_UPDATE_SET} WHERE id=?", updates)
+        db.conn.executemany(
+            f"UPDATE findings SET {_UPDATE_SET}, status=?, status_changed_at=?, snoozed_until=NULL"
+            " WHERE id=?",
+            reopens,
+        )
+        db.conn.executemany(
+            "UPDATE findings SET status=?, status_changed_at=? WHERE id=?",
+            [(str(Status.RESOLVED), stamp, fid) for fid, _ in vanished],
+        )
+        events += [
+            (fid, stamp, old, str(Status.RESOLVED), "no longer wasteful in a successful scan")
+            for fid, old in vanished
+        ]
+        db.conn.executemany(
+            "INSERT INTO events (finding_id, at, actor, type, from_status, to_status, note)"
+            f" VALUES (?, ?, '{SCANNER_ACTOR}', 'status', ?, ?, ?)",
+            events,
+        )
+        return ScanRecord(
+            new=len(inserts), seen_again=len(updates) + len(reopens), resolved=len(vanished)
+        )
 
     def latest_scans(self, provider: str | None = None) -> list[dict[str, Any]]:
         """The most recent scan row of every unit."""

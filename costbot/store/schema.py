@@ -61,4 +61,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE findings ADD COLUMN notified_cost_usd REAL;
     CREATE INDEX findings_slack ON findings (slack_ts);
     """,
+    """
+    CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
+    """,
 )
