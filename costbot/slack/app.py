@@ -1,5 +1,5 @@
-"""The bolt App: Approve / Reject / Snooze buttons. Every listener acks first; an approver
-middleware lets only configured users (or members of configured user groups) through; the
+"""The bolt App: Approve / Reject / Snooze buttons. Every listener acks first, then lets only
+configured users (or members of configured user groups) through; the
 decision goes through costbot.approvals; the message is updated in place; slow work (cleanup)
 is handed to a callback that queues it, never run inside Slack's 3-second window."""
 
@@ -92,33 +92,30 @@ def build_app(
         process_before_response=process_before_response,
     )
     approvers = Approvers(config, client)
+    refresher = MessageRefresher(store, client, actionable, background=not process_before_response)
 
-    def only_approvers(ack: Any, body: dict[str, Any], context: Any, next: Any) -> None:
-        ack()
-        user = body["user"]["id"]
-        allowed, group = approvers.authorize(user)
+    def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()  # first, before any Slack or store call: Slack's 3-second budget is for this
+        user = body["user"]
+        allowed, group = approvers.authorize(user["id"])
         if not allowed:
             _ephemeral(client, body, "You are not a costbot approver: nothing was changed.")
             return
-        context["approver_group"] = group
-        next()
-
-    def on_click(body: dict[str, Any], context: Any, action: dict[str, Any]) -> None:
         decision = ACTIONS[action["action_id"]]
+        finding_id = action["value"]
         channel, ts = _where(body)
-        user = body["user"]
         source = {
             "via": "slack",
             "user_id": user["id"],
             "user_name": user.get("username") or user.get("name", ""),
             "channel": channel,
             "message_ts": ts,
-            "group": context.get("approver_group"),
+            "group": group,
         }
         try:
             decide(
                 store,
-                [action["value"]],
+                [finding_id],
                 decision,
                 actor=user["id"],
                 approvers=(),
@@ -127,22 +124,75 @@ def build_app(
                 snooze_days=SNOOZE_DAYS if decision is Decision.SNOOZE else None,
             )
         except DecisionRefused as exc:
-            _ephemeral(client, body, f"Nothing changed: {exc}")
+            _ephemeral(
+                client, body, f"Nothing changed: {str(exc).removesuffix('; nothing changed')}"
+            )
         except CostbotError as exc:
-            log.error("decision failed", extra={"finding": action["value"], "error": str(exc)})
+            log.error("decision failed", extra={"finding": finding_id, "error": str(exc)})
             _ephemeral(client, body, f"Nothing changed: {exc}")
             return
         else:
             if decision is Decision.APPROVE:
-                on_approved(action["value"])
-        try:
-            refresh_message(store, client, channel, ts, actionable)
-        except CostbotError as exc:
-            log.error("message update failed", extra={"ts": ts, "error": str(exc)})
+                on_approved(finding_id)
+        refresher.request(channel, ts, finding_id)
 
     for action_id in ACTIONS:
-        app.action(action_id, middleware=[only_approvers])(on_click)
+        app.action(action_id)(on_click)
     return app
+
+
+class MessageRefresher:
+    """Updates posted messages after decisions. In the background (the default) it coalesces
+    a burst of clicks on one message into one rebuild; in process_before_response mode
+    (serverless) it updates inline, since nothing may run after the response."""
+
+    def __init__(
+        self, store: Store, client: WebClient, actionable: Actionable, *, background: bool
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._actionable = actionable
+        self._background = background
+        self._pending: dict[tuple[str, str], None] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def request(self, channel: str, ts: str, finding_id: str) -> None:
+        """Refresh the clicked message and, if the finding was re-posted, its newer message."""
+        targets = [(channel, ts)]
+        try:
+            current = self._store.get(finding_id)
+        except CostbotError:
+            current = None
+        if current and current.slack_channel and current.slack_ts:
+            targets.append((current.slack_channel, current.slack_ts))
+        if not self._background:
+            for target in dict.fromkeys(targets):
+                self._refresh(*target)
+            return
+        with self._wake:
+            self._pending.update(dict.fromkeys(targets))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="slack-refresh", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._wake:
+                while not self._pending:
+                    self._wake.wait()
+                target = next(iter(self._pending))
+                del self._pending[target]
+            self._refresh(*target)
+
+    def _refresh(self, channel: str, ts: str) -> None:
+        try:
+            refresh_message(self._store, self._client, channel, ts, self._actionable)
+        except CostbotError as exc:
+            log.error("message update failed", extra={"ts": ts, "error": str(exc)})
 
 
 def _where(body: dict[str, Any]) -> tuple[str, str]:

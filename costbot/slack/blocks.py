@@ -77,7 +77,8 @@ def header_blocks(findings: Sequence[StoredFinding]) -> list[Block]:
     total = sum(f.monthly_savings_usd for f in findings)
     kinds = Counter(KIND_NAMES.get(f.kind, str(f.kind)) for f in findings)
     providers = Counter(f.provider.upper() for f in findings)
-    title = f"costbot: {len(findings)} findings, {_usd(total)}/month to save"
+    noun = "finding" if len(findings) == 1 else "findings"
+    title = f"costbot: {len(findings)} {noun}, {_usd(total)}/month to save"
     return [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(title, MAX_HEADER_CHARS)}},
         {
@@ -186,7 +187,8 @@ def _decided(finding: StoredFinding, decider: Decider | None) -> Block:
         Status.REJECTED: f"🚫 Rejected{who}{when}",
         Status.SNOOZED: f"😴 Snoozed{who}{when}"
         + (f" until {finding.snoozed_until:%Y-%m-%d}" if finding.snoozed_until else ""),
-        Status.CLEANED: f"🧹 Cleaned — {outcome}",
+        Status.CLEANED: f"🧹 Cleaned — {outcome}"
+        + (f" (approved by {_who(finding.approved_by)})" if finding.approved_by else ""),
         Status.RESOLVED: "✔️ Resolved: no longer wasteful",
     }.get(finding.status, f"{finding.status}{who}{when}")
     return {

@@ -21,8 +21,8 @@ from costbot.cleanup import Cleaners, CleanupLine, CleanupReport, Stage, dry_run
 from costbot.config import SlackConfig
 from costbot.errors import ConfigError, SlackError
 from costbot.model import Status
-from costbot.slack.blocks import Actionable, Decider, message_blocks, summary_messages
-from costbot.store import Store, utcnow
+from costbot.slack.blocks import Actionable, Decider, escape, message_blocks, summary_messages
+from costbot.store import Store, StoredFinding, utcnow
 
 log = logging.getLogger(__name__)
 ACTOR = "costbot:notify"
@@ -120,7 +120,7 @@ def refresh_message(
         return
     is_root = shown[0].slack_thread_ts == ts
     thread = store.findings_in_thread(ts) if is_root else None
-    deciders = {f.id: d for f in shown if (d := last_decider(store, f.id, f.status)) is not None}
+    deciders = deciders_of(store, shown)
     blocks = message_blocks(
         shown, thread=thread, actionable=actionable, now=utcnow(), deciders=deciders
     )
@@ -134,12 +134,20 @@ def refresh_message(
     )
 
 
+def deciders_of(store: Store, findings: Sequence[StoredFinding]) -> dict[str, Decider]:
+    """Who moved each finding into its current status, and when (one store query)."""
+    last = store.last_moves([f.id for f in findings])
+    return {
+        f.id: Decider(e.actor, e.at)
+        for f in findings
+        if (e := last.get(f.id)) is not None and e.to_status == f.status
+    }
+
+
 def last_decider(store: Store, finding_id: str, status: Status) -> Decider | None:
-    """Who moved the finding into its current status, and when."""
-    for event in reversed(store.events(finding_id)):
-        if event.type == "status" and event.to_status == status:
-            return Decider(event.actor, event.at)
-    return None
+    """Who moved one finding into `status`, if that is its latest move."""
+    event = store.last_moves([finding_id]).get(finding_id)
+    return Decider(event.actor, event.at) if event and event.to_status == status else None
 
 
 def post_outcomes(
@@ -162,6 +170,6 @@ def post_outcomes(
             client.chat_postMessage,
             channel=finding.slack_channel,
             thread_ts=finding.slack_thread_ts or finding.slack_ts,
-            text=f"{icon} `{finding.resource_id}`: {line.stage} — {line.text}",
+            text=f"{icon} `{escape(finding.resource_id)}`: {line.stage} — {escape(line.text)}",
         )
         refresh_message(store, client, finding.slack_channel, finding.slack_ts, actionable)

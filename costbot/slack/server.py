@@ -24,6 +24,8 @@ EVENTS_PATH = "/slack/events"
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128
+    """Slack may send a burst of clicks at once; the default backlog (5) drops connections."""
 
 
 class _QuietHandler(WSGIRequestHandler):

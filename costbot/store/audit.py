@@ -4,7 +4,7 @@ cloud call and its result after, so a crash in between is found and re-checked, 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from costbot.errors import TransitionError, UnknownFindingError
 from costbot.model import TRANSITIONS, Status
 from costbot.store.base import StoreBase
-from costbot.store.records import iso, parse_time
+from costbot.store.records import Event, event_from_row, iso, parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,3 +168,16 @@ class ActionLog(StoreBase):
         """Append a free-form event (e.g. a restore) to a finding's audit trail."""
         with self._tx() as db:
             self._event(db, finding_id, now, actor, "note", None, None, note, data)
+
+    def last_moves(self, finding_ids: Sequence[str]) -> dict[str, Event]:
+        """For each finding, the latest event that changed its status (one query)."""
+        if not finding_ids:
+            return {}
+        marks = ",".join("?" * len(finding_ids))
+        with self._db() as db:
+            rows = db.conn.execute(
+                "SELECT * FROM events WHERE id IN (SELECT MAX(id) FROM events WHERE to_status"
+                f" IS NOT NULL AND finding_id IN ({marks}) GROUP BY finding_id)",
+                list(finding_ids),
+            ).fetchall()
+        return {r["finding_id"]: event_from_row(r) for r in rows}

@@ -12,7 +12,7 @@ from costbot.errors import TransitionError, UnknownFindingError
 from costbot.model import TRANSITIONS, Kind, Status
 from costbot.store.audit import ActionLog
 from costbot.store.lease import Leases
-from costbot.store.records import CachedPrice, Event, StoredFinding, iso, utcnow
+from costbot.store.records import CachedPrice, Event, StoredFinding, event_from_row, iso, utcnow
 from costbot.store.scans import ScanWrites
 from costbot.store.slack import SlackRecords
 
@@ -109,20 +109,7 @@ class Store(ScanWrites, ActionLog, SlackRecords, Leases):
             rows = db.conn.execute(
                 "SELECT * FROM events WHERE finding_id=? ORDER BY id", (finding_id,)
             ).fetchall()
-        return [
-            Event(
-                id=r["id"],
-                finding_id=r["finding_id"],
-                at=datetime.fromisoformat(r["at"]),
-                actor=r["actor"],
-                type=r["type"],
-                from_status=r["from_status"],
-                to_status=r["to_status"],
-                note=r["note"],
-                data=json.loads(r["data"]),
-            )
-            for r in rows
-        ]
+        return [event_from_row(r) for r in rows]
 
     # -- price cache ---------------------------------------------------------------------------
 

@@ -181,3 +181,18 @@ class CachedPrice:
     unit: str
     source: str
     fetched_at: datetime
+
+
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    """Build an Event from an events row."""
+    return Event(
+        id=row["id"],
+        finding_id=row["finding_id"],
+        at=datetime.fromisoformat(row["at"]),
+        actor=row["actor"],
+        type=row["type"],
+        from_status=row["from_status"],
+        to_status=row["to_status"],
+        note=row["note"],
+        data=json.loads(row["data"]),
+    )
