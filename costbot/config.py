@@ -13,9 +13,19 @@ from datetime import date, time
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from costbot.errors import ConfigError
 
@@ -202,6 +212,48 @@ class SlackConfig(Strict):
     api_base_url: Annotated[str, Field(pattern=r"^https?://")] = "https://slack.com/api/"
 
 
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected an IANA time zone like 'UTC' or 'Europe/Berlin', got {value!r}"
+        ) from None
+    return value
+
+
+class ScheduleConfig(Strict):
+    """When `costbot serve` runs each job (cron syntax; null disables the job)."""
+
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    scan: str | None = "0 6 * * *"
+    notify: str | None = "30 6 * * *"
+    cleanup: str | None = "*/15 * * * *"
+    misfire_grace_seconds: Annotated[int, Field(ge=1)] = 3600
+
+    @field_validator("scan", "notify", "cleanup")
+    @classmethod
+    def _valid_cron(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        if expression is None:
+            return None
+        try:
+            CronTrigger.from_crontab(expression, timezone=info.data.get("timezone", "UTC"))
+        except ValueError as exc:
+            raise ValueError(
+                f"expected a 5-field cron expression like '0 6 * * *', got {expression!r} ({exc})"
+            ) from None
+        return expression
+
+
+class ServeConfig(Strict):
+    """The long-running service (`costbot serve`)."""
+
+    listen: Annotated[str, Field(pattern=r"^[^:]*:\d{1,5}$")] = "0.0.0.0:8080"
+    """Health (/healthz, /readyz), Prometheus /metrics, and /slack/events in Slack HTTP mode."""
+
+
 class Config(Strict):
     """The whole costbot configuration."""
 
@@ -213,6 +265,8 @@ class Config(Strict):
     scan: ScanConfig = ScanConfig()
     cleanup: CleanupConfig = CleanupConfig()
     slack: SlackConfig | None = None
+    schedule: ScheduleConfig = ScheduleConfig()
+    serve: ServeConfig = ServeConfig()
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
