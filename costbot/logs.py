@@ -7,7 +7,7 @@ import json
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _SECRET = re.compile(r"(xox[abposr]-[A-Za-z0-9-]+|(?i:secret|token|password)=\S+)")
@@ -50,11 +50,12 @@ class JsonFormatter(logging.Formatter):
         return _mask(json.dumps(data, default=str))
 
 
-def setup_logging(verbosity: int, fmt: str = "auto") -> None:
+def setup_logging(verbosity: int, fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure the root logger: WARNING by default, INFO with -v, DEBUG with -vv."""
+    out = stream or sys.stderr
     level = logging.WARNING - 10 * min(verbosity, 2)
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler(sys.stderr)
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -1,13 +1,13 @@
-"""Serving the Slack app: HTTP mode (POST /slack/events, GET /healthz) on a threaded WSGI
-server, or Socket Mode; and the worker that runs cleanups queued by approvals, off the
-request path."""
+"""The HTTP side of `costbot serve`: a threaded WSGI server with GET probes (/healthz, and
+/readyz and /metrics from the service) and, in Slack HTTP mode, bolt at POST /slack/events;
+and the worker that runs cleanups queued by approvals, off the request path."""
 
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -33,23 +33,48 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http %s", format % args)
 
 
-def wsgi_app(app: App) -> Callable[..., Iterable[bytes]]:
-    """Bolt at /slack/events plus a /healthz probe."""
-    bolt = SlackRequestHandler(app, path=EVENTS_PATH)
+Route = Callable[[], tuple[str, str, bytes]]
+"""A GET handler: () -> (HTTP status line, content type, body)."""
+
+
+def _health() -> tuple[str, str, bytes]:
+    return "200 OK", "text/plain", b"ok\n"
+
+
+def wsgi_app(
+    app: App | None, routes: Mapping[str, Route] | None = None
+) -> Callable[..., Iterable[bytes]]:
+    """GET routes (/healthz by default, plus `routes`) and, with an app, bolt at /slack/events."""
+    bolt = SlackRequestHandler(app, path=EVENTS_PATH) if app is not None else None
+    table: dict[str, Route] = {"/healthz": _health, **(routes or {})}
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
-        return bolt(environ, start_response)
+        path = environ.get("PATH_INFO", "")
+        handler = table.get(path) if environ.get("REQUEST_METHOD") == "GET" else None
+        if handler is not None:
+            status, content_type, body = handler()
+            start_response(
+                status, [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+            )
+            return [body]
+        if bolt is not None and path == EVENTS_PATH:
+            return bolt(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
 
     return route
 
 
-def http_server(app: App, host: str, port: int) -> WSGIServer:
-    """A threaded HTTP server for the app (call serve_forever(); port 0 picks a free port)."""
+def http_server(
+    app: App | None, host: str, port: int, routes: Mapping[str, Route] | None = None
+) -> WSGIServer:
+    """A threaded HTTP server (call serve_forever(); port 0 picks a free port)."""
     return make_server(
-        host, port, wsgi_app(app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        host,
+        port,
+        wsgi_app(app, routes),
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
     )
 
 

@@ -15,12 +15,13 @@ from costbot.store.lease import Leases
 from costbot.store.records import CachedPrice, Event, StoredFinding, event_from_row, iso, utcnow
 from costbot.store.scans import ScanWrites
 from costbot.store.slack import SlackRecords
+from costbot.store.stats import Stats
 
 _APPROVAL_VOID = frozenset({Status.OPEN, Status.NOTIFIED, Status.REJECTED, Status.SNOOZED})
 """Moves that void a recorded approval (an approval is never carried over to a later one)."""
 
 
-class Store(ScanWrites, ActionLog, SlackRecords, Leases):
+class Store(ScanWrites, ActionLog, SlackRecords, Leases, Stats):
     """All reads and writes of costbot's SQLite database."""
 
     # -- findings ------------------------------------------------------------------------------
