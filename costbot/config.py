@@ -81,11 +81,20 @@ def _known_aws_region(region: str) -> str:
 AwsRegion = Annotated[str, AfterValidator(_known_aws_region)]
 
 
+class AwsOrganization(Strict):
+    """Scan every active member account of an AWS Organization by assuming one role name."""
+
+    role_name: Annotated[str, Field(pattern=r"^[\w+=,.@/-]{1,64}$")]
+    exclude_accounts: list[Annotated[str, Field(pattern=r"^\d{12}$")]] = []
+    include_management_account: bool = True
+
+
 class AwsConfig(Strict):
     """Where to look in AWS."""
 
     regions: Annotated[list[AwsRegion], Field(min_length=1)] | Literal["all"] = ["us-east-1"]
     accounts: list[AwsAccount] = []
+    organization: AwsOrganization | None = None
 
 
 class ProvidersConfig(Strict):
@@ -165,6 +174,9 @@ class ScanConfig(Strict):
     """How scans fan out."""
 
     concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    rate_limits: dict[
+        Annotated[str, Field(pattern=r"^[a-z0-9-]+$")], Annotated[float, Field(gt=0)]
+    ] = {"ec2": 50, "cloudwatch": 20, "sts": 10}
 
 
 _WINDOW = re.compile(

@@ -7,6 +7,7 @@ from costbot.config import Config
 from costbot.errors import ConfigError
 from costbot.model import Provider
 from costbot.pricing import AwsPriceBook, PriceBook
+from costbot.ratelimit import RateLimiter
 from costbot.scan import InventoryProvider
 from costbot.store import Store
 
@@ -23,6 +24,7 @@ def build_providers(config: Config, only: Provider | None = None) -> list[Invent
                 aws,
                 config.rules.oversized_instance,
                 max_pool_connections=max(10, config.scan.concurrency),
+                rate_limiter=RateLimiter(config.scan.rate_limits),
             )
         )
     if only is not None and not adapters:

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from costbot.config import AwsAccount, AwsConfig, OversizedInstanceRule
+from costbot.config import AwsConfig, OversizedInstanceRule
 from costbot.errors import ProviderError
 from costbot.model import (
     Address,
@@ -31,13 +31,18 @@ from costbot.model import (
     Volume,
 )
 from costbot.providers.aws_sessions import AwsSessions, aws_errors
+from costbot.ratelimit import RateLimiter
 from costbot.scanners import is_burstable
 
 METRIC_QUERIES_PER_CALL = 500
 STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
 ASG_TAG = "aws:autoscaling:groupName"
-STATE_NAMES = {"running": "running", "stopped": "stopped", "terminated": "terminated",
-               "shutting-down": "terminated"}  # fmt: skip
+STATE_NAMES = {
+    "running": "running",
+    "stopped": "stopped",
+    "terminated": "terminated",
+    "shutting-down": "terminated",
+}
 
 
 class AwsProvider:
@@ -53,11 +58,15 @@ class AwsProvider:
         session_factory: Callable[..., boto3.Session] = boto3.Session,
         max_pool_connections: int = 10,
         sessions: AwsSessions | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._config = config
         self._rule = rule
         self.sessions = sessions or AwsSessions(
-            config, session_factory=session_factory, max_pool_connections=max_pool_connections
+            config,
+            session_factory=session_factory,
+            max_pool_connections=max_pool_connections,
+            rate_limiter=rate_limiter,
         )
 
     # -- units ---------------------------------------------------------------------------------
@@ -67,7 +76,10 @@ class AwsProvider:
         units: list[Unit] = []
         failures: list[UnitFailure] = []
         explicit = [] if self._config.regions == "all" else list(self._config.regions)
-        targets: list[AwsAccount | None] = list(self._config.accounts) or [None]
+        try:
+            targets = self.sessions.accounts()
+        except ProviderError as exc:
+            return [], [UnitFailure("organization", tuple(explicit or ["*"]), str(exc))]
         for account in targets:
             label = account.id if account else "default"
             try:

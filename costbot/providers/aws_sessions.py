@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from costbot.config import AwsAccount, AwsConfig
 from costbot.errors import ProviderError
 from costbot.model import Provider, Unit
+from costbot.ratelimit import RateLimiter
 
 REFRESH_BEFORE_EXPIRY = timedelta(minutes=5)
 """Assumed-role credentials are renewed this long before they expire (long-running serve)."""
@@ -65,14 +66,67 @@ class AwsSessions:
         *,
         session_factory: Callable[..., boto3.Session] = boto3.Session,
         max_pool_connections: int = 10,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self._config = config
-        self._factory = session_factory
+        self._raw_factory = session_factory
+        self._limiter = rate_limiter
+        self._discovered: dict[str, AwsAccount] | None = None
         self.boto_config = client_config(max_pool_connections)
         self._sessions: dict[str, boto3.Session] = {}
         self._expires: dict[str, datetime] = {}
         self._ambient: str | None = None
         self._lock = threading.RLock()
+
+    def _factory(self, **credentials: Any) -> boto3.Session:
+        session = self._raw_factory(**credentials)
+        if self._limiter is not None:
+            session.events.register("before-call", self._limiter.before_call)
+        return session
+
+    def accounts(self) -> list[AwsAccount | None]:
+        """The accounts to scan: configured ones, then organization members (None = ambient)."""
+        targets: list[AwsAccount | None] = list(self._config.accounts)
+        organization = self._config.organization
+        if organization is not None:
+            targets += list(self._members().values())
+            if organization.include_management_account:
+                targets.append(None)
+        return targets or [None]
+
+    def _members(self) -> dict[str, AwsAccount]:
+        """Active member accounts of the caller's organization (organizations:ListAccounts)."""
+        organization = self._config.organization
+        assert organization is not None
+        with self._lock:
+            if self._discovered is not None:
+                return self._discovered
+            me = self._open_ambient()
+            base = self._sessions[me]
+            with aws_errors(None, "organizations:ListAccounts", me):
+                client = base.client("organizations", config=self.boto_config)
+                partition = (
+                    base.client("sts", config=self.boto_config)
+                    .get_caller_identity()["Arn"]
+                    .split(":")[1]
+                )
+                members = [
+                    account
+                    for page in client.get_paginator("list_accounts").paginate()
+                    for account in page["Accounts"]
+                    if account.get("Status", "ACTIVE") == "ACTIVE"
+                ]
+            skip = {me, *organization.exclude_accounts}
+            self._discovered = {
+                a["Id"]: AwsAccount(
+                    id=a["Id"],
+                    name=a.get("Name", ""),
+                    role_arn=f"arn:{partition}:iam::{a['Id']}:role/{organization.role_name}",
+                )
+                for a in members
+                if a["Id"] not in skip
+            }
+            return self._discovered
 
     def open(self, account: AwsAccount | None) -> str:
         """Open credentials for a configured account (None = ambient); returns its account id."""
@@ -115,9 +169,13 @@ class AwsSessions:
         """A client acting in `account_id`; ProviderError if no configured credentials reach it."""
         with self._lock:
             configured = {a.id: a for a in self._config.accounts}
+            if self._config.organization is not None and account_id not in configured:
+                configured |= self._members()
             if account_id in configured:
                 self.open(configured[account_id])
-            elif account_id not in self._sessions and not self._config.accounts:
+            elif account_id not in self._sessions and (
+                not self._config.accounts or self._config.organization is not None
+            ):
                 self._open_ambient()
             session = self._sessions.get(account_id)
             if session is None:
