@@ -97,10 +97,33 @@ class AwsConfig(Strict):
     organization: AwsOrganization | None = None
 
 
+class GcpConfig(Strict):
+    """Google Cloud projects (today: spend for the digest; scanning arrives with issue 5)."""
+
+    projects: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]] = []
+    billing_export_table: Annotated[
+        str | None, Field(pattern=r"^[A-Za-z0-9_.:-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_$]+$")
+    ] = None
+    """BigQuery table of the Cloud Billing export: project.dataset.table."""
+
+
+class AzureConfig(Strict):
+    """Azure subscriptions (today: spend for the digest; scanning arrives with issue 5)."""
+
+    subscriptions: list[
+        Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")]
+    ] = []
+    management_endpoint: Annotated[str, Field(pattern=r"^https://")] = (
+        "https://management.azure.com"
+    )
+
+
 class ProvidersConfig(Strict):
     """Which clouds to scan; a provider left out is not scanned."""
 
     aws: AwsConfig | None = None
+    gcp: GcpConfig | None = None
+    azure: AzureConfig | None = None
 
 
 Days = Annotated[float, Field(ge=0)]
@@ -241,9 +264,10 @@ class ScheduleConfig(Strict):
     scan: str | None = "0 6 * * *"
     notify: str | None = "30 6 * * *"
     cleanup: str | None = "*/15 * * * *"
+    digest: str | None = "0 9 * * MON"
     misfire_grace_seconds: Annotated[int, Field(ge=1)] = 3600
 
-    @field_validator("scan", "notify", "cleanup")
+    @field_validator("scan", "notify", "cleanup", "digest")
     @classmethod
     def _valid_cron(cls, expression: str | None, info: ValidationInfo) -> str | None:
         from apscheduler.triggers.cron import CronTrigger
@@ -257,6 +281,22 @@ class ScheduleConfig(Strict):
                 f"expected a 5-field cron expression like '0 6 * * *', got {expression!r} ({exc})"
             ) from None
         return expression
+
+
+class DigestConfig(Strict):
+    """The weekly cost digest."""
+
+    channel: str | None = None
+    """Slack channel for the digest; null = slack.channel."""
+    metric: Literal[
+        "UnblendedCost", "AmortizedCost", "NetUnblendedCost", "NetAmortizedCost", "BlendedCost"
+    ] = "UnblendedCost"
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+    rates: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")], Annotated[float, Field(gt=0)]] = {}
+    """Conversion into `currency` (1 unit of the key = rate units of `currency`)."""
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    settle_days: Annotated[int, Field(ge=0, le=31)] = 3
+    """Days this recent are re-queried; older cached days are final."""
 
 
 class ServeConfig(Strict):
@@ -278,6 +318,7 @@ class Config(Strict):
     cleanup: CleanupConfig = CleanupConfig()
     slack: SlackConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
+    digest: DigestConfig = DigestConfig()
     serve: ServeConfig = ServeConfig()
 
 

@@ -21,6 +21,11 @@ from typing import Any
 from costbot.approvals import Decision, decide
 from costbot.cleanup import Cleaners, CleanupReport, CleanupRun, dry_run_findings
 from costbot.config import Config, load_config
+from costbot.costs.aws import AwsCosts
+from costbot.demo_costs import seed_cost_explorer
+from costbot.digest import build_digest
+from costbot.digest.chart import render_chart
+from costbot.digest.compute import Digest
 from costbot.errors import ConfigError
 from costbot.model import Kind
 from costbot.pricing import AwsPriceBook
@@ -62,6 +67,8 @@ class DemoResult:
     cleanup: CleanupReport | None = None
     slack_messages: list[Message] = field(default_factory=list)
     slack_json_path: Path | None = None
+    digest: Digest | None = None
+    chart_path: Path | None = None
 
 
 @contextmanager
@@ -109,6 +116,8 @@ def run_demo(
     config = load_config(config_path)
     store = Store(store_path)
     cleanup = None
+    digest: Digest | None = None
+    chart: Path | None = None
     messages: list[Message] = []
     slack_json: Path | None = None
     with emulated_aws():
@@ -142,9 +151,14 @@ def run_demo(
                 now=today,
             )
             cleanup = CleanupRun(config, store, cleaners, execute=execute, now=today).run(chosen)
+        seed_cost_explorer(today.date() - timedelta(weeks=8), today.date(), config.digest.metric)
+        digest = build_digest(config, store, [AwsCosts(config.digest.metric)], {}, now=today)
+        chart = render_chart(digest, workdir / f"costbot-{digest.week}.png")
     ids = {f.id for f in report.findings}
     findings = [f for f in store.findings(status=None) if f.id in ids]
-    return DemoResult(report, findings, store_path, config_path, cleanup, messages, slack_json)
+    return DemoResult(
+        report, findings, store_path, config_path, cleanup, messages, slack_json, digest, chart
+    )
 
 
 def _demo_approvals(store: Store) -> list[str]:

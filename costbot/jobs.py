@@ -19,7 +19,7 @@ from costbot.scan import run_scan
 from costbot.store import Store
 
 log = logging.getLogger("costbot.jobs")
-JOB_NAMES = ("scan", "notify", "cleanup")
+JOB_NAMES = ("scan", "notify", "cleanup", "digest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,13 @@ class Jobs:
         """Run one job by name; its failures become a JobResult, never an exception."""
         started = time.monotonic()
         try:
-            result = {"scan": self.scan, "notify": self.notify, "cleanup": self.cleanup}[job]()
+            jobs = {
+                "scan": self.scan,
+                "notify": self.notify,
+                "cleanup": self.cleanup,
+                "digest": self.digest,
+            }
+            result = jobs[job]()
         except CostbotError as exc:
             result = JobResult(job, False, {"error": str(exc)})
         except Exception as exc:  # a job that raises must not stop the scheduler
@@ -155,3 +161,25 @@ class Jobs:
         return JobResult(
             "cleanup", not stages.get(str(Stage.FAILED)), {"execute": report.execute, **stages}
         )
+
+    def digest(self) -> JobResult:
+        """Build last week's cost digest and post it to Slack (with its chart) when configured."""
+        from costbot.costs import build_cost_sources
+        from costbot.digest import build_digest, post_digest
+        from costbot.store import utcnow
+
+        sources, unavailable = build_cost_sources(self.config)
+        digest = build_digest(self.config, self.store, sources, unavailable, now=utcnow())
+        summary: dict[str, Any] = {
+            "week": digest.week,
+            "total": digest.total["this_week"],
+            "currency": digest.currency,
+            "missing": sorted(digest.missing),
+        }
+        if self.config.slack is not None:
+            from costbot.slack.notify import web_client
+
+            summary["slack_ts"] = post_digest(
+                self.config, web_client(self.config.slack), digest, None
+            )
+        return JobResult("digest", True, summary)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -192,3 +192,15 @@ class Finding:
     def id(self) -> str:
         """Stable id, see finding_id()."""
         return finding_id(self.unit, self.kind, self.resource_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CostRow:
+    """Daily spend: day, provider, account/project/subscription, service, amount, currency."""
+
+    day: date
+    provider: str
+    account: str
+    service: str
+    amount: float
+    currency: str

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from costbot.cli.base import FORMAT_TABLE_JSON, cli, emit_findings
+from costbot.digest.render import digest_markdown
 from costbot.render import cleanup_table, console, slack_preview
 
 
@@ -35,6 +36,12 @@ def demo(store_path: Path | None, execute: bool, fmt: str) -> None:
     if result.cleanup is not None:
         out.print()
         out.print(cleanup_table(result.cleanup))
+    if result.digest is not None:
+        out.print(
+            "\n[bold]Weekly cost digest[/bold] (from 8 weeks of emulated Cost Explorer data; "
+            f"chart: {result.chart_path}):"
+        )
+        out.print(digest_markdown(result.digest, markdown=False), markup=False, highlight=False)
     out.print(
         f"\nDemo store: {result.store_path} — try "
         f"`costbot --config {result.config_path} findings` after the demo."

@@ -28,6 +28,12 @@ def build_providers(config: Config, only: Provider | None = None) -> list[Invent
             )
         )
     if only is not None and not adapters:
+        if getattr(config.providers, str(only)) is not None:
+            raise ConfigError(
+                f"scanning {only} is not available in this version (providers.{only} feeds "
+                "the cost digest only)",
+                key=f"providers.{only}",
+            )
         raise ConfigError(f"provider '{only}' is not configured", key=f"providers.{only}")
     if not adapters:
         raise ConfigError("no provider is configured; add one under", key="providers")

@@ -11,6 +11,7 @@ from typing import Any
 from costbot.errors import TransitionError, UnknownFindingError
 from costbot.model import TRANSITIONS, Kind, Status
 from costbot.store.audit import ActionLog
+from costbot.store.costs import CostCache
 from costbot.store.lease import Leases
 from costbot.store.records import CachedPrice, Event, StoredFinding, event_from_row, iso, utcnow
 from costbot.store.scans import ScanWrites
@@ -21,7 +22,7 @@ _APPROVAL_VOID = frozenset({Status.OPEN, Status.NOTIFIED, Status.REJECTED, Statu
 """Moves that void a recorded approval (an approval is never carried over to a later one)."""
 
 
-class Store(ScanWrites, ActionLog, SlackRecords, Leases, Stats):
+class Store(ScanWrites, ActionLog, SlackRecords, Leases, Stats, CostCache):
     """All reads and writes of costbot's SQLite database."""
 
     # -- findings ------------------------------------------------------------------------------

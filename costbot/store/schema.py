@@ -64,4 +64,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at TEXT NOT NULL);
     """,
+    """
+    CREATE TABLE cost_rows (
+        day TEXT NOT NULL, provider TEXT NOT NULL, account TEXT NOT NULL, service TEXT NOT NULL,
+        currency TEXT NOT NULL, amount REAL NOT NULL, fetched_at TEXT NOT NULL,
+        PRIMARY KEY (day, provider, account, service, currency)
+    );
+    CREATE TABLE cost_days (
+        day TEXT NOT NULL, provider TEXT NOT NULL, fetched_at TEXT NOT NULL,
+        PRIMARY KEY (day, provider)
+    );
+    """,
 )

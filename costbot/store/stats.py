@@ -3,6 +3,7 @@ latest scan of every unit, scan failures and cleanup results."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from costbot.store.base import StoreBase
@@ -30,3 +31,12 @@ class Stats(StoreBase):
             return {
                 name: [dict(row) for row in db.conn.execute(sql)] for name, sql in queries.items()
             }
+
+    def cleaned_times(self) -> dict[str, datetime]:
+        """When each cleaned finding was cleaned."""
+        with self._db() as db:
+            rows = db.conn.execute(
+                "SELECT finding_id, MAX(at) AS at FROM events WHERE to_status='cleaned'"
+                " GROUP BY finding_id"
+            ).fetchall()
+        return {r["finding_id"]: datetime.fromisoformat(r["at"]) for r in rows}
