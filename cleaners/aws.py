@@ -193,8 +193,8 @@ class SnapshotAndDeleteVolume(AwsAction):
         data: dict[str, Any] = {"volume": dict(decision.params)}
         if self.snapshot:
             action_id = params.get("action_id")
-            mine = [*params.get("reuse_from_actions", []), action_id]
-            snapshot_id = self._existing_snapshot(finding, mine) or self._create_snapshot(
+            interrupted = list(params.get("reuse_from_actions", []))
+            snapshot_id = self._existing_snapshot(finding, interrupted) or self._create_snapshot(
                 finding, decision.params, action_id
             )
             self._wait_completed(ec2, snapshot_id)
@@ -212,6 +212,12 @@ class SnapshotAndDeleteVolume(AwsAction):
             return None
         interrupted = [params["action_id"]] if "action_id" in params else []
         snapshot_id = self._existing_snapshot(finding, interrupted) if self.snapshot else None
+        if self.snapshot and snapshot_id is None:
+            return Outcome(
+                Result.ALREADY_GONE,
+                f"{finding.resource_id} is gone but costbot took no snapshot of it: deleted by "
+                "someone else before the interrupted action got that far",
+            )
         data = {"snapshot_id": snapshot_id} if snapshot_id else {}
         return Outcome(
             Result.DONE, f"{finding.resource_id} was deleted before the interruption", data

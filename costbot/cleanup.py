@@ -105,6 +105,21 @@ def in_window(window: str | None, now: datetime) -> bool:
     return (today in days and moment >= start) or (yesterday in days and moment < end)
 
 
+def _holder_is_dead(taken_by: str) -> bool:
+    """Whether a lease holder ('host:pid:run until ...') is a process on this host that is gone."""
+    host, _, rest = taken_by.split(" until ", maxsplit=1)[0].partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _days(spec: str) -> set[str]:
     chosen: set[str] = set()
     for part in spec.split(","):
@@ -135,8 +150,6 @@ class CleanupRun:
         self.run_id = uuid.uuid4().hex[:12]
         self.executed = 0
         self._started = clock.monotonic()
-        self._resumable: dict[str, int] = {}
-        """finding id -> the interrupted action whose snapshot this run may reuse."""
 
     def run(self, finding_ids: Sequence[str] | None = None) -> CleanupReport:
         """Resume interrupted actions, then take every approved finding through the rails.
@@ -144,6 +157,12 @@ class CleanupRun:
         Holds the store's cleanup lease for the whole run: two processes never act at once."""
         holder = f"{socket.gethostname()}:{os.getpid()}:{self.run_id}"
         taken_by = self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+        if taken_by and _holder_is_dead(taken_by):
+            log.warning(
+                "taking over the cleanup lease of a dead process", extra={"holder": taken_by}
+            )
+            self.store.release_lease(LEASE, taken_by.split(" until ")[0])
+            taken_by = self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
         if taken_by:
             raise CleanupError(f"another cleanup run is in progress ({taken_by}); try again later")
         try:
@@ -186,7 +205,6 @@ class CleanupRun:
                 log.error("recovery check failed", extra={"finding": finding.id, "error": str(exc)})
                 continue
             if outcome is None:
-                self._resumable[finding.id] = action.id
                 self.store.finish_action(
                     action.id,
                     result="interrupted",
@@ -287,7 +305,13 @@ class CleanupRun:
             actor=ACTOR,
             now=self.now,
         )
-        reusable = [self._resumable[finding.id]] if finding.id in self._resumable else []
+        reusable = [  # snapshots of actions interrupted under this same approval
+            a.id
+            for a in self.store.actions(finding.id)
+            if a.result == "interrupted"
+            and finding.approved_at
+            and a.intent_at >= finding.approved_at
+        ]
         params = {**check.params, "action_id": action_id, "reuse_from_actions": reusable}
         try:
             outcome = cleaner.execute(finding, params)

@@ -807,14 +807,14 @@ def test_a_delete_done_before_the_crash_is_recorded_not_repeated(
     assert world.store.open_actions() == []
 
 
-def test_recovery_survives_a_scan_that_resolved_the_finding_first(
+def test_a_scan_between_crash_and_recovery_leaves_the_finding_to_the_cleanup(
     world: World, approved: tuple[str, str]
 ) -> None:
     _, finding = approved
     _, params = crashed_intent(world, finding)
     world.cleaners[(Provider.AWS, Kind.IDLE_VOLUME)].execute(world.store.get(finding), params)
-    world.scan(now=T + timedelta(minutes=45))  # the volume is gone: the scan resolves it
-    assert world.store.get(finding).status is Status.RESOLVED
+    world.scan(now=T + timedelta(minutes=45))  # the volume is gone, but an action is in flight
+    assert world.store.get(finding).status is Status.APPROVED
 
     report = world.run()
 
@@ -822,6 +822,7 @@ def test_recovery_survives_a_scan_that_resolved_the_finding_first(
     [action] = world.store.actions(finding)
     assert action.result == "done"
     assert only_line(report, finding).stage is Stage.CLEANED
+    assert world.store.get(finding).status is Status.CLEANED
 
 
 def test_a_snapshot_from_an_earlier_approval_is_not_reused(
@@ -940,3 +941,27 @@ def test_an_expired_lease_of_a_crashed_holder_does_not_block(
     world.store.acquire_lease("cleanup", "crashed", timedelta(minutes=1), T - timedelta(days=1))
     report = world.run()
     assert only_line(report, finding).stage is Stage.CLEANED
+
+
+def test_a_dry_run_between_crash_and_execution_does_not_cause_a_second_snapshot(
+    world: World, approved: tuple[str, str]
+) -> None:
+    vol, finding = approved
+    _, params = crashed_intent(world, finding)
+    taken = world.ec2.create_snapshot(
+        VolumeId=vol,
+        TagSpecifications=[
+            {
+                "ResourceType": "snapshot",
+                "Tags": tag_list(snapshot_tags(finding, params, params["action_id"])),
+            }
+        ],
+    )["SnapshotId"]
+
+    dry = world.run(execute=False)  # closes the interrupted intent without acting
+    assert only_line(dry, finding).stage is Stage.WOULD_CLEAN
+    report = world.run()
+
+    assert only_line(report, finding).data["snapshot_id"] == taken
+    assert [s["SnapshotId"] for s in world.snapshots(finding)] == [taken]
+    assert not world.volume_exists(vol)

@@ -75,6 +75,7 @@ class AwsSessions:
         self.boto_config = client_config(max_pool_connections)
         self._sessions: dict[str, boto3.Session] = {}
         self._expires: dict[str, datetime] = {}
+        self._clients: dict[tuple[int, str, str], Any] = {}
         self._ambient: str | None = None
         self._lock = threading.RLock()
 
@@ -184,5 +185,8 @@ class AwsSessions:
                     provider=Provider.AWS,
                     account=account_id,
                 )
-            make: Any = session.client
-            return make(service, region_name=region, config=self.boto_config)
+            key = (id(session), service, region)
+            if key not in self._clients:  # botocore clients are thread-safe: build each once
+                make: Any = session.client
+                self._clients[key] = make(service, region_name=region, config=self.boto_config)
+            return self._clients[key]

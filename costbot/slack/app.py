@@ -94,8 +94,11 @@ def build_app(
     approvers = Approvers(config, client)
     refresher = MessageRefresher(store, client, actionable, background=not process_before_response)
 
+    def acknowledge(ack: Any) -> None:
+        ack()
+
     def on_click(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
-        ack()  # first, before any Slack or store call: Slack's 3-second budget is for this
+        ack()  # first, before any Slack or store call (a no-op when already acknowledged)
         user = body["user"]
         allowed, group = approvers.authorize(user["id"])
         if not allowed:
@@ -137,7 +140,10 @@ def build_app(
         refresher.request(channel, ts, finding_id)
 
     for action_id in ACTIONS:
-        app.action(action_id)(on_click)
+        if process_before_response:  # serverless: everything before the response, in order
+            app.action(action_id)(on_click)
+        else:  # ack in the request thread at once; the work runs lazily in bolt's executor
+            app.action(action_id)(ack=acknowledge, lazy=[on_click])
     return app
 
 

@@ -180,10 +180,13 @@ class ScanWrites(StoreBase):
             else:
                 updates.append((*values, finding.id))
         seen = {finding.id for finding in findings}
+        in_flight = {  # an interrupted cleanup is settled by the cleanup run, not by a scan
+            row[0] for row in db.conn.execute("SELECT finding_id FROM actions WHERE result IS NULL")
+        }
         vanished = [
             (fid, row["status"])
             for fid, row in existing.items()
-            if fid not in seen and Status(row["status"]) in ACTIVE_STATUSES
+            if fid not in seen and fid not in in_flight and Status(row["status"]) in ACTIVE_STATUSES
         ]
         db.conn.executemany(
             f"INSERT INTO findings ({_INSERT_COLUMNS}) VALUES ({_INSERT_MARKS})", inserts
