@@ -6,11 +6,13 @@ re-checks with the same decision function before it changes anything.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, WaiterError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from costbot.actions import DryRun, Outcome, Readiness, Result
 from costbot.config import Exclusions
@@ -18,6 +20,7 @@ from costbot.errors import CleanupError
 from costbot.scanners import exclusion_reason
 from costbot.store import StoredFinding
 
+log = logging.getLogger(__name__)
 ClientSource = Callable[[str, str, str], Any]
 """(account, service, region) -> boto3 client."""
 
@@ -259,19 +262,23 @@ class SnapshotAndDeleteVolume(AwsAction):
         return str(snapshot["SnapshotId"])
 
     def _wait_completed(self, ec2: Any, snapshot_id: str) -> None:
-        attempts = max(1, int(self._timeout_s // max(self._poll_s, 1)))
-        try:
-            ec2.get_waiter("snapshot_completed").wait(
-                SnapshotIds=[snapshot_id],
-                WaiterConfig={"Delay": max(1, int(self._poll_s)), "MaxAttempts": attempts},
-            )
-        except WaiterError as exc:
-            last: Any = exc.last_response
-            raise CleanupError(
-                f"snapshot {snapshot_id} did not complete within {self._timeout_s:.0f}s "
-                f"({last.get('Snapshots', [{}])[0].get('State', 'unknown')}); "
-                "the volume was kept"
-            ) from exc
+        """Poll until the snapshot is completed, logging its progress; bounded by the timeout."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            found = self._call(
+                "ec2:DescribeSnapshots", ec2.describe_snapshots, SnapshotIds=[snapshot_id]
+            )["Snapshots"]
+            state = found[0]["State"] if found else "missing"
+            progress = found[0].get("Progress", "") if found else ""
+            if state == "completed":
+                return
+            if state in ("error", "missing") or time.monotonic() >= deadline:
+                raise CleanupError(
+                    f"snapshot {snapshot_id} is {state} {progress} after waiting up to "
+                    f"{self._timeout_s:.0f}s; the volume was kept"
+                )
+            log.info("waiting for snapshot", extra={"snapshot": snapshot_id, "progress": progress})
+            time.sleep(min(self._poll_s, max(0.0, deadline - time.monotonic())))
 
 
 class DeleteVolume(SnapshotAndDeleteVolume):

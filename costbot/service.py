@@ -37,7 +37,7 @@ class Service:
         self.config = config
         self.store = store
         self.jobs = Jobs(config, store, cleaners_factory, execute=execute)
-        self.scheduler = build_scheduler(config.schedule, self.jobs.run)
+        self.scheduler = build_scheduler(config.schedule, self.run_scheduled)
         self._cleaners = cleaners_factory(config)
         self._socket_handler: Any = None
         self.queue = CleanupQueue(run=self._clean_now, report=self._report)
@@ -52,6 +52,12 @@ class Service:
         self._http_thread = threading.Thread(
             target=self.http.serve_forever, name="http", daemon=True
         )
+
+    def run_scheduled(self, job: str) -> None:
+        """Run a scheduled job; a scan is followed at once by posting its new findings."""
+        self.jobs.run(job)
+        if job == "scan" and self.config.slack is not None:
+            self.jobs.run("notify")
 
     def _slack_app(self, slack_http: bool, secrets: Callable[[str], str]) -> Any:
         if self.config.slack is None:
