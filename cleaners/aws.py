@@ -82,6 +82,25 @@ class AwsAction:
             return f"{permission} dry run failed: {exc}"
         return f"{permission} dry run was not refused as a dry run; not trusted"
 
+    def _provider_checks(
+        self, decision: DryRun, steps: list[tuple[Callable[..., Any], str, dict[str, Any]]]
+    ) -> DryRun:
+        """EC2's DryRun for every call the action will make; the first refusal wins."""
+        for call, permission, kwargs in steps:
+            problem = self._provider_dry_run(call, permission, **kwargs)
+            if problem:
+                return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
+        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
+
+    @staticmethod
+    def _not_actionable(decision: DryRun, gone: str) -> Outcome | None:
+        """The outcome when a re-check right before acting says not to act."""
+        if decision.readiness is Readiness.GONE:
+            return Outcome(Result.ALREADY_GONE, gone)
+        if not decision.ok:
+            return Outcome(Result.CHANGED, decision.verdict)
+        return None
+
     def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
         try:
             return call(**kwargs)
@@ -176,22 +195,18 @@ class SnapshotAndDeleteVolume(AwsAction):
         if not decision.ok:
             return decision
         ec2 = self._ec2(finding)
-        checks = [(ec2.delete_volume, "ec2:DeleteVolume")]
+        target = {"VolumeId": finding.resource_id}
+        steps = [(ec2.delete_volume, "ec2:DeleteVolume", target)]
         if self.snapshot:
-            checks.insert(0, (ec2.create_snapshot, "ec2:CreateSnapshot"))
-        for call, permission in checks:
-            problem = self._provider_dry_run(call, permission, VolumeId=finding.resource_id)
-            if problem:
-                return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
-        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
+            steps.insert(0, (ec2.create_snapshot, "ec2:CreateSnapshot", target))
+        return self._provider_checks(decision, steps)
 
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Snapshot (reusing one from an interrupted run), wait until completed, delete."""
         decision = self._decide(finding, self._describe(finding))
-        if decision.readiness is Readiness.GONE:
-            return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} was already gone")
-        if not decision.ok:
-            return Outcome(Result.CHANGED, decision.verdict)
+        stop = self._not_actionable(decision, f"{finding.resource_id} was already gone")
+        if stop is not None:
+            return stop
         ec2 = self._ec2(finding)
         data: dict[str, Any] = {"volume": dict(decision.params)}
         if self.snapshot:
@@ -363,12 +378,10 @@ class ReleaseAddress(AwsAction):
         decision = self._decide(finding, self._describe(finding))
         if not decision.ok:
             return decision
-        problem = self._provider_dry_run(
-            self._ec2(finding).release_address, "ec2:ReleaseAddress", **self._release_args(finding)
+        release = self._ec2(finding).release_address
+        return self._provider_checks(
+            decision, [(release, "ec2:ReleaseAddress", self._release_args(finding))]
         )
-        if problem:
-            return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
-        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
 
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Re-check, then release."""

@@ -94,19 +94,14 @@ class ResizeInstance(AwsAction):
         if decision.params["was_running"]:
             steps.insert(0, (ec2.stop_instances, "ec2:StopInstances", {"InstanceIds": [iid]}))
             steps.append((ec2.start_instances, "ec2:StartInstances", {"InstanceIds": [iid]}))
-        for call, permission, kwargs in steps:
-            problem = self._provider_dry_run(call, permission, **kwargs)
-            if problem:
-                return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
-        return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
+        return self._provider_checks(decision, steps)
 
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Stop, modify, start; if the change fails, start the instance again as it was."""
         decision = self._decide(finding, self._describe(finding))
-        if decision.readiness is Readiness.GONE:
-            return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} no longer exists")
-        if not decision.ok:
-            return Outcome(Result.CHANGED, decision.verdict)
+        stop = self._not_actionable(decision, f"{finding.resource_id} no longer exists")
+        if stop is not None:
+            return stop
         was_running = bool(decision.params["was_running"])
         ec2, iid, target = self._ec2(finding), finding.resource_id, decision.params["to_type"]
         if decision.params["was_running"]:
