@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from costbot.config import Config
 from costbot.errors import CostbotError
@@ -29,11 +29,29 @@ class CostSource(Protocol):
 
 @dataclass(frozen=True)
 class Costs:
-    """Daily rows for a period, which providers are missing and why, and data freshness."""
+    """Daily spend for a period, which providers are missing and why, and data freshness."""
 
-    rows: list[CostRow]
+    columns: dict[str, list[Any]]
+    """Daily rows as columns: day, provider, account, service, amount, currency."""
     missing: dict[str, str] = field(default_factory=dict)
     fetched_at: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> list[CostRow]:
+        """The same data as CostRow objects (convenient, slower than the columns)."""
+        c = self.columns
+        return [
+            CostRow(date.fromisoformat(day), provider, account, service, float(amount), currency)
+            for day, provider, account, service, amount, currency in zip(
+                c["day"],
+                c["provider"],
+                c["account"],
+                c["service"],
+                c["amount"],
+                c["currency"],
+                strict=True,
+            )
+        ]
 
 
 def build_cost_sources(config: Config) -> tuple[list[CostSource], dict[str, str]]:
@@ -80,7 +98,9 @@ def collect_costs(
         cached = store.fetched_days(source.provider, start, end)
         days = [start + timedelta(days=n) for n in range((end - start).days)]
         # a cached day is final once it was fetched settle_days after it ended
-        stale = [d for d in days if d not in cached or cached[d].date() < d + settle]
+        stale = [
+            d for d in days if d not in cached or cached[d].date() < d + timedelta(days=1) + settle
+        ]
         if stale:
             first, last = min(stale), max(stale) + timedelta(days=1)
             try:
@@ -96,4 +116,4 @@ def collect_costs(
         fetched[source.provider] = max(
             store.fetched_days(source.provider, start, end).values(), default=now
         )
-    return Costs(store.cost_rows(start, end), missing, fetched)
+    return Costs(store.cost_columns(start, end), missing, fetched)

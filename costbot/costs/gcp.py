@@ -34,9 +34,9 @@ class GcpCosts:
     def fetch(self, start: date, end: date) -> list[CostRow]:
         """Rows for start <= day < end (only the configured projects, when any are listed)."""
         from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
         from google.cloud import bigquery
 
-        client = self._client or bigquery.Client(project=self._table.split(".")[0])
         config = bigquery.QueryJobConfig(
             query_parameters=[
                 bigquery.ScalarQueryParameter("start", "STRING", start.isoformat()),
@@ -44,8 +44,10 @@ class GcpCosts:
             ]
         )
         try:
-            result = client.query(QUERY.format(table=self._table), job_config=config).result()
-        except GoogleAPIError as exc:
+            client = self._client or bigquery.Client(project=self._table.rsplit(".", 2)[0])
+            job = client.query(QUERY.format(table=self._table), job_config=config)
+            result = list(job.result())  # every page, inside the error handling
+        except (GoogleAPIError, GoogleAuthError) as exc:
             raise ProviderError(
                 f"BigQuery billing export {self._table}: {exc}",
                 provider="gcp",

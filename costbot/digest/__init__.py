@@ -20,6 +20,7 @@ from costbot.digest.compute import (
     compute_digest,
     frame,
     last_complete_week,
+    normal_week,
     week_bounds,
 )
 from costbot.digest.render import digest_blocks
@@ -38,8 +39,8 @@ def build_digest(
 ) -> Digest:
     """The digest of `week` (default: the last complete ISO week in digest.timezone)."""
     today = now.astimezone(ZoneInfo(config.digest.timezone)).date()
-    week = week or last_complete_week(today)
     try:
+        week = normal_week(week) if week else last_complete_week(today)
         start, end = week_bounds(week)
     except ValueError:
         raise ConfigError(f"expected a week like 2026-W46, got {week!r}", key="--week") from None
@@ -48,7 +49,7 @@ def build_digest(
         store, sources, history, min(end, today), now=now, settle_days=config.digest.settle_days
     )
     return compute_digest(
-        frame(costs.rows),
+        frame(costs.columns),
         store.findings(status=None),
         store.cleaned_times(),
         week=week,
@@ -74,15 +75,15 @@ def post_digest(config: Config, client: Any, digest: Digest, chart: Path | None)
         blocks=digest_blocks(digest),
         text=f"Weekly cloud costs {digest.week}",
     )
-    scratch = Path(tempfile.mkdtemp(prefix="costbot-digest-"))
-    path = chart or render_chart(digest, scratch / f"costbot-{digest.week}.png")
-    slack_call(
-        "files.upload",
-        client.files_upload_v2,
-        channel=answer["channel"],
-        thread_ts=answer["ts"],
-        file=str(path),
-        filename=path.name,
-        title=f"Daily spend, 4 weeks to {digest.end}",
-    )
+    with tempfile.TemporaryDirectory(prefix="costbot-digest-") as scratch:
+        path = chart or render_chart(digest, Path(scratch) / f"costbot-{digest.week}.png")
+        slack_call(
+            "files.upload",
+            client.files_upload_v2,
+            channel=answer["channel"],
+            thread_ts=answer["ts"],
+            file=str(path),
+            filename=path.name,
+            title=f"Daily spend, 4 weeks to {digest.end - timedelta(days=1)}",
+        )
     return str(answer["ts"])

@@ -28,6 +28,12 @@ def week_bounds(week: str) -> tuple[date, date]:
     return start, start + timedelta(days=7)
 
 
+def normal_week(week: str) -> str:
+    """'2026-w46' -> '2026-W46' (ValueError if it is not an ISO week)."""
+    year, number, _ = week_bounds(week)[0].isocalendar()
+    return f"{year}-W{number:02d}"
+
+
 def last_complete_week(today: date) -> str:
     """The ISO week before the one `today` is in."""
     year, number, _ = (today - timedelta(days=7)).isocalendar()
@@ -89,7 +95,7 @@ def frame(rows: Sequence[CostRow] | Mapping[str, Sequence[Any]]) -> pd.DataFrame
 
 def _convert(data: pd.DataFrame, currency: str, rates: Mapping[str, float]) -> pd.DataFrame:
     factors = {currency: 1.0, **{c: float(r) for c, r in rates.items() if c != currency}}
-    factor = data["currency"].astype(str).map(factors)
+    factor = data["currency"].map(factors).astype("float64")
     converted = data.assign(value=data["amount"] * factor)
     return converted
 
@@ -105,15 +111,18 @@ def _change(this: float, last: float) -> dict[str, Any]:
 
 
 def _compare(data: pd.DataFrame, keys: list[str], start: pd.Timestamp) -> list[dict[str, Any]]:
-    week = data["day"] >= start
-    this = data[week].groupby(keys, observed=True)["value"].sum()
-    last = data[~week].groupby(keys, observed=True)["value"].sum()
-    both = pd.concat([this.rename("this"), last.rename("last")], axis=1).fillna(0.0)
-    both = both[(both["this"] != 0) | (both["last"] != 0)]
+    flagged = data.assign(this=data["day"] >= start)
+    both = (
+        flagged.groupby([*keys, "this"], observed=True)["value"]
+        .sum()
+        .unstack("this", fill_value=0.0)
+        .reindex(columns=[True, False], fill_value=0.0)
+    )
+    both = both[(both[True] != 0) | (both[False] != 0)]
     out = []
     for key, row in both.iterrows():
         labels = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        out.append({**labels, **_change(float(row["this"]), float(row["last"]))})
+        out.append({**labels, **_change(float(row[True]), float(row[False]))})
     return out
 
 
@@ -142,7 +151,7 @@ def compute_digest(
     this_total = float(week_rows["value"].sum())
     last_total = float(two_weeks["value"].sum()) - this_total
     services = _compare(two_weeks, ["provider", "service"], t_start)
-    top = sorted(services, key=lambda r: -r["this_week"])[:TOP]
+    top = sorted((r for r in services if r["this_week"] > 0), key=lambda r: -r["this_week"])[:TOP]
     movers = sorted(services, key=lambda r: -r["change"])
     return Digest(
         week=week,
