@@ -150,19 +150,23 @@ class CleanupRun:
         self.run_id = uuid.uuid4().hex[:12]
         self.executed = 0
         self._started = clock.monotonic()
+        self.lease_ttl = max(
+            LEASE_TTL, timedelta(minutes=config.cleanup.snapshot_timeout_minutes + 10)
+        )
+        """Renewed before each finding, so it must outlive the longest single action."""
 
     def run(self, finding_ids: Sequence[str] | None = None) -> CleanupReport:
         """Resume interrupted actions, then take every approved finding through the rails.
 
         Holds the store's cleanup lease for the whole run: two processes never act at once."""
         holder = f"{socket.gethostname()}:{os.getpid()}:{self.run_id}"
-        taken_by = self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+        taken_by = self.store.acquire_lease(LEASE, holder, self.lease_ttl, utcnow())
         if taken_by and _holder_is_dead(taken_by):
             log.warning(
                 "taking over the cleanup lease of a dead process", extra={"holder": taken_by}
             )
             self.store.release_lease(LEASE, taken_by.split(" until ")[0])
-            taken_by = self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+            taken_by = self.store.acquire_lease(LEASE, holder, self.lease_ttl, utcnow())
         if taken_by:
             raise CleanupError(f"another cleanup run is in progress ({taken_by}); try again later")
         try:
@@ -175,7 +179,12 @@ class CleanupRun:
                     key=lambda f: (f.approved_at or self.now, f.id),
                 )
             for finding in findings:
-                self.store.acquire_lease(LEASE, holder, LEASE_TTL, utcnow())
+                lost_to = self.store.acquire_lease(LEASE, holder, self.lease_ttl, utcnow())
+                if lost_to:
+                    lines.append(
+                        self._line(finding, Stage.HELD, f"cleanup lease lost to {lost_to}")
+                    )
+                    continue
                 lines.append(self._one(finding))
         finally:
             self.store.release_lease(LEASE, holder)

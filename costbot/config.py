@@ -257,6 +257,25 @@ def _timezone(value: str) -> str:
     return value
 
 
+_DOW_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def cron_trigger(expression: str, timezone: str) -> Any:
+    """An APScheduler CronTrigger that reads the day-of-week field as crontab does (0/7 = Sunday).
+
+    APScheduler 3 counts weekdays from Monday = 0; numbers are turned into names first."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) == 5:
+        fields[4] = re.sub(
+            r"(?<![/\d])\d+",
+            lambda m: _DOW_NAMES[int(m.group())] if int(m.group()) <= 7 else m.group(),
+            fields[4],
+        )
+    return CronTrigger.from_crontab(" ".join(fields), timezone=timezone)
+
+
 class ScheduleConfig(Strict):
     """When `costbot serve` runs each job (cron syntax; null disables the job)."""
 
@@ -270,12 +289,10 @@ class ScheduleConfig(Strict):
     @field_validator("scan", "notify", "cleanup", "digest")
     @classmethod
     def _valid_cron(cls, expression: str | None, info: ValidationInfo) -> str | None:
-        from apscheduler.triggers.cron import CronTrigger
-
         if expression is None:
             return None
         try:
-            CronTrigger.from_crontab(expression, timezone=info.data.get("timezone", "UTC"))
+            cron_trigger(expression, info.data.get("timezone", "UTC"))
         except ValueError as exc:
             raise ValueError(
                 f"expected a 5-field cron expression like '0 6 * * *', got {expression!r} ({exc})"

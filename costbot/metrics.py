@@ -26,7 +26,7 @@ def _labels(labels: Mapping[str, str]) -> str:
 
 def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{_labels(labels)} {value:g}" for labels, value in samples]
+    lines += [f"{name}{_labels(labels)} {float(value)!r}" for labels, value in samples]
     return lines
 
 

@@ -14,7 +14,7 @@ class RateLimiter:
 
     def __init__(self, per_second: Mapping[str, float]) -> None:
         self._rates = dict(per_second)
-        self._tokens = {service: float(rate) for service, rate in self._rates.items()}
+        self._tokens = {service: max(1.0, float(rate)) for service, rate in self._rates.items()}
         self._stamp = {service: time.monotonic() for service in self._rates}
         self._lock = threading.Lock()
 
@@ -27,7 +27,8 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = time.monotonic()
-                tokens = min(rate, self._tokens[service] + (now - self._stamp[service]) * rate)
+                capacity = max(1.0, rate)  # a rate below 1/s still lets one call through
+                tokens = min(capacity, self._tokens[service] + (now - self._stamp[service]) * rate)
                 self._stamp[service] = now
                 if tokens >= 1:
                     self._tokens[service] = tokens - 1

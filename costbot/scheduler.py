@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
-from costbot.config import ScheduleConfig
+from costbot.config import ScheduleConfig, cron_trigger
 from costbot.jobs import JOB_NAMES
 
 
@@ -29,7 +28,7 @@ def build_scheduler(schedule: ScheduleConfig, run: Callable[[str], object]) -> B
             continue
         scheduler.add_job(
             run,
-            CronTrigger.from_crontab(expression, timezone=schedule.timezone),
+            cron_trigger(expression, schedule.timezone),
             args=[name],
             id=name,
             name=f"costbot {name}",

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -70,6 +72,7 @@ class AwsSessions:
     ) -> None:
         self._config = config
         self._raw_factory = session_factory
+        self._loader = botocore.loaders.create_loader()
         self._limiter = rate_limiter
         self._discovered: dict[str, AwsAccount] | None = None
         self.boto_config = client_config(max_pool_connections)
@@ -80,7 +83,12 @@ class AwsSessions:
         self._lock = threading.RLock()
 
     def _factory(self, **credentials: Any) -> boto3.Session:
-        session = self._raw_factory(**credentials)
+        if self._raw_factory is boto3.Session:  # share one model loader across accounts
+            core = botocore.session.get_session()
+            core.register_component("data_loader", self._loader)
+            session = boto3.Session(botocore_session=core, **credentials)
+        else:
+            session = self._raw_factory(**credentials)
         if self._limiter is not None:
             session.events.register("before-call", self._limiter.before_call)
         return session
@@ -117,7 +125,7 @@ class AwsSessions:
                     for account in page["Accounts"]
                     if account.get("Status", "ACTIVE") == "ACTIVE"
                 ]
-            skip = {me, *organization.exclude_accounts}
+            skip = {me, *organization.exclude_accounts, *(a.id for a in self._config.accounts)}
             self._discovered = {
                 a["Id"]: AwsAccount(
                     id=a["Id"],
@@ -171,7 +179,7 @@ class AwsSessions:
         with self._lock:
             configured = {a.id: a for a in self._config.accounts}
             if self._config.organization is not None and account_id not in configured:
-                configured |= self._members()
+                configured = self._members() | configured  # explicit entries win
             if account_id in configured:
                 self.open(configured[account_id])
             elif account_id not in self._sessions and (
