@@ -21,6 +21,7 @@ ENV COSTBOT_CONFIG=/etc/costbot/costbot.yaml \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8080
+# The probe assumes serve.listen keeps port 8080 (the default); change both together.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status != 200)"]
 ENTRYPOINT ["costbot"]
