@@ -37,6 +37,10 @@ MAX_TAGS = 50
 ASG_TAG = "aws:autoscaling:groupName"
 
 
+class ResourceGone(CleanupError):
+    """EC2 answered that the resource does not exist (any more)."""
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -106,7 +110,7 @@ class AwsAction:
             return call(**kwargs)
         except ClientError as exc:
             if _code(exc) in NOT_FOUND:
-                raise
+                raise ResourceGone(f"{what}: {_code(exc)}") from exc
             raise CleanupError(
                 f"{what}: {_code(exc)}: {exc.response['Error'].get('Message')}"
             ) from exc
@@ -147,9 +151,11 @@ class SnapshotAndDeleteVolume(AwsAction):
                 self._ec2(finding).describe_volumes,
                 VolumeIds=[finding.resource_id],
             )["Volumes"]
-        except ClientError:
+        except ResourceGone:
             return None
-        return volumes[0] if volumes else None
+        if not volumes or volumes[0]["State"] in ("deleting", "deleted"):
+            return None
+        return dict(volumes[0])
 
     def _decide(self, finding: StoredFinding, volume: dict[str, Any] | None) -> DryRun:
         """The one decision function behind both the dry run and the execution."""
@@ -217,9 +223,15 @@ class SnapshotAndDeleteVolume(AwsAction):
             )
             self._wait_completed(ec2, snapshot_id)
             data["snapshot_id"] = snapshot_id
+            # the wait can be long: re-check (attached again? opt-out tag?) right before deleting
+            stop = self._not_actionable(
+                self._decide(finding, self._describe(finding)), f"{finding.resource_id} is gone"
+            )
+            if stop is not None:
+                return Outcome(stop.result, f"{stop.note}; snapshot {snapshot_id} kept", data)
         try:
             self._call("ec2:DeleteVolume", ec2.delete_volume, VolumeId=finding.resource_id)
-        except ClientError:
+        except ResourceGone:
             return Outcome(Result.ALREADY_GONE, f"{finding.resource_id} was already gone", data)
         kept = f" after snapshot {data['snapshot_id']}" if self.snapshot else ""
         return Outcome(Result.DONE, f"deleted {finding.resource_id}{kept}", data)
@@ -344,7 +356,7 @@ class ReleaseAddress(AwsAction):
                 self._ec2(finding).describe_addresses,
                 **{key: [finding.resource_id]},
             )["Addresses"]
-        except ClientError:
+        except ResourceGone:
             return None
         return found[0] if found else None
 
@@ -399,7 +411,7 @@ class ReleaseAddress(AwsAction):
                 self._ec2(finding).release_address,
                 **self._release_args(finding),
             )
-        except ClientError:
+        except ResourceGone:
             return Outcome(
                 Result.ALREADY_GONE, f"{finding.resource_id} was already released", {"ip": ip}
             )

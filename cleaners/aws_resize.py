@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError, WaiterError
+from botocore.exceptions import WaiterError
 
-from cleaners.aws import ASG_TAG, AwsAction, tags_of
+from cleaners.aws import ASG_TAG, AwsAction, ResourceGone, tags_of
 from costbot.actions import DryRun, Outcome, Readiness, Result
 from costbot.errors import CleanupError
 from costbot.store import StoredFinding
@@ -36,7 +36,7 @@ class ResizeInstance(AwsAction):
                 self._ec2(finding).describe_instances,
                 InstanceIds=[finding.resource_id],
             )["Reservations"]
-        except ClientError:
+        except ResourceGone:
             return None
         found = [i for r in reservations for i in r["Instances"]]
         if not found or found[0]["State"]["Name"] in ("terminated", "shutting-down"):

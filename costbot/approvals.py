@@ -105,7 +105,8 @@ def decide(
                 now=moment,
                 allowed_from=allowed,
                 snoozed_until=until,
-                data=dict(source),
+                data={**source, "recommendation": finding.recommendation},
+                refuse_in_flight=True,
                 note=f"{decision} via {source.get('via', 'unknown')}",
             )
         except TransitionError as exc:

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from costbot.actions import Cleaner, DryRun, Readiness, Result
 from costbot.config import Config
-from costbot.errors import CleanupError, CostbotError
+from costbot.errors import CleanupError, CostbotError, TransitionError
 from costbot.model import TRANSITIONS, Kind, Provider, Status
 from costbot.store import Store, StoredFinding, utcnow
 
@@ -170,7 +170,7 @@ class CleanupRun:
         if taken_by:
             raise CleanupError(f"another cleanup run is in progress ({taken_by}); try again later")
         try:
-            lines = self._resume()
+            lines = self._resume() if self.execute else []  # a dry run changes nothing
             if finding_ids:
                 findings = [self.store.get(fid) for fid in finding_ids]
             else:
@@ -242,13 +242,21 @@ class CleanupRun:
 
     # -- the rails -----------------------------------------------------------------------------
 
-    def _one(self, finding: StoredFinding) -> CleanupLine:
+    def _one(self, listed: StoredFinding) -> CleanupLine:
+        """One finding through the rails; a finding moved meanwhile by someone else is skipped."""
+        try:
+            return self._rails(self.store.get(listed.id))  # fresh: others may have decided
+        except TransitionError as exc:
+            return self._line(listed, Stage.SKIPPED, f"changed while this run worked: {exc}")
+
+    def _rails(self, finding: StoredFinding) -> CleanupLine:
         if finding.status is not Status.APPROVED:
             return self._line(finding, Stage.SKIPPED, f"not approved (status {finding.status})")
         void = self._approval_problem(finding)
         if void:
             stage = Stage.EXPIRED if "expired" in void else Stage.REFUSED
-            self.store.transition(finding.id, Status.OPEN, actor=ACTOR, note=void, now=self.now)
+            self.store.transition(finding.id, Status.OPEN, actor=ACTOR, note=void,
+                                  now=self._clock(), allowed_from=[Status.APPROVED])  # fmt: skip
             return self._line(finding, stage, void)
         cleaner = self.cleaners.get((Provider(finding.provider), finding.kind))
         if cleaner is None:
@@ -263,14 +271,22 @@ class CleanupRun:
             return self._line(finding, Stage.HELD, unsafe)
         try:
             return self._check_and_act(finding, cleaner)
+        except TransitionError:
+            raise
         except CostbotError as exc:
             self._fail(finding, str(exc))
             return self._line(finding, Stage.FAILED, str(exc))
 
     def _approval_problem(self, finding: StoredFinding) -> str | None:
         ttl = timedelta(hours=self.config.cleanup.approval_ttl_hours)
-        if finding.approved_at is None or self.now - finding.approved_at > ttl:
+        if finding.approved_at is None or self._clock() - finding.approved_at > ttl:
             return f"approval expired (older than {self.config.cleanup.approval_ttl_hours:g} h)"
+        approved_plan = finding.approval_source.get("recommendation")
+        if approved_plan is not None and approved_plan != finding.recommendation:
+            return (
+                f"the recommendation changed since it was approved ({approved_plan!r} -> "
+                f"{finding.recommendation!r}); approve again"
+            )
         if not self._approver_still_allowed(finding):
             return f"approved by {finding.approved_by}, who is not a configured approver"
         return None
@@ -289,14 +305,16 @@ class CleanupRun:
     def _check_and_act(self, finding: StoredFinding, cleaner: Cleaner) -> CleanupLine:
         check = cleaner.dry_run(finding)
         self.store.record_dry_run(
-            finding.id, ok=check.ok, verdict=check.verdict, actor=ACTOR, now=self.now
+            finding.id, ok=check.ok, verdict=check.verdict, actor=ACTOR, now=self._clock()
         )
         if not check.ok:
             return self._not_ready(finding, check)
         if not self.execute:
             why = "cleanup.execute is false" if self.requested_execute else "no --execute"
             return self._line(finding, Stage.WOULD_CLEAN, f"{check.verdict} [dry run: {why}]")
-        if cleaner.needs_window and not in_window(self.config.cleanup.maintenance_window, self.now):
+        if cleaner.needs_window and not in_window(
+            self.config.cleanup.maintenance_window, self._clock()
+        ):
             window = self.config.cleanup.maintenance_window or "none configured"
             return self._line(finding, Stage.HELD, f"outside the maintenance window ({window})")
         if self.executed >= self.config.cleanup.max_per_run:
@@ -312,7 +330,7 @@ class CleanupRun:
             run_id=self.run_id,
             params=check.params,
             actor=ACTOR,
-            now=self.now,
+            now=self._clock(),
         )
         reusable = [  # snapshots of actions interrupted under this same approval
             a.id
@@ -361,15 +379,17 @@ class CleanupRun:
                 finding.id,
                 Status.RESOLVED,
                 actor=ACTOR,
-                now=self.now,
+                now=self._clock(),
                 note=f"re-check before cleanup: {check.verdict}",
+                allowed_from=[Status.APPROVED],
             )
             return self._line(finding, Stage.RESOLVED, check.verdict)
         self._fail(finding, check.verdict)
         return self._line(finding, Stage.FAILED, check.verdict)
 
     def _fail(self, finding: StoredFinding, why: str) -> None:
-        self.store.transition(finding.id, Status.FAILED, actor=ACTOR, note=why, now=self.now)
+        self.store.transition(finding.id, Status.FAILED, actor=ACTOR, note=why, now=self._clock(),
+                              allowed_from=[Status.APPROVED])  # fmt: skip
 
     @staticmethod
     def _line(

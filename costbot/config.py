@@ -203,7 +203,8 @@ class ScanConfig(Strict):
 
 
 _WINDOW = re.compile(
-    r"^(?P<days>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?:[-,](?:Mon|Tue|Wed|Thu|Fri|Sat|Sun))*) "
+    r"^(?P<days>(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?:-(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun))?"
+    r"(?:,(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?:-(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun))?)*) "
     r"(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2}) UTC$"
 )
 

@@ -96,6 +96,8 @@ class Service:
             return "503 Service Unavailable", "text/plain", f"store: {exc}\n".encode()
         if not self.scheduler.running:
             return "503 Service Unavailable", "text/plain", b"scheduler not running\n"
+        if not self.queue.alive:
+            return "503 Service Unavailable", "text/plain", b"cleanup worker not running\n"
         return "200 OK", "text/plain", b"ready\n"
 
     def _metrics(self) -> tuple[str, str, bytes]:

@@ -197,7 +197,7 @@ def test_approving_twice_says_it_is_already_approved(
     assert "already approved by alice" in second.output
     stored = costbot.store.get(finding)
     assert (stored.status, stored.approved_by) == (Status.APPROVED, "alice")
-    assert stored.approval_source == {"via": "cli"}
+    assert stored.approval_source == {"via": "cli", "recommendation": stored.recommendation}
     assert [t for t in costbot.trail(finding) if t[0] == "status"] == [
         ("status", None, "open", "costbot:scan"),
         ("status", "open", "approved", "alice"),

@@ -30,7 +30,7 @@ from costbot.cleanup import ACTOR, Cleaners, CleanupReport, CleanupRun, Stage, i
 from costbot.config import Config
 from costbot.demo import backdate_launch, put_cpu_hours
 from costbot.errors import CleanupError, ConfigError
-from costbot.model import Kind, Provider, Status, Unit, finding_id
+from costbot.model import Finding, Kind, Provider, Status, Unit, finding_id
 from costbot.pricing import AwsPriceBook
 from costbot.providers.aws import AwsProvider
 from costbot.scan import ScanReport, run_scan
@@ -965,3 +965,34 @@ def test_a_dry_run_between_crash_and_execution_does_not_cause_a_second_snapshot(
     assert only_line(report, finding).data["snapshot_id"] == taken
     assert [s["SnapshotId"] for s in world.snapshots(finding)] == [taken]
     assert not world.volume_exists(vol)
+
+
+def test_an_approval_is_void_when_the_recommendation_changed_since(
+    world: World, approved: tuple[str, str]
+) -> None:
+    vol, finding = approved
+    stored = world.store.get(finding)
+    changed = Finding(
+        unit=Unit(Provider.AWS, stored.account, stored.region),
+        kind=stored.kind,
+        resource_id=stored.resource_id,
+        reason=stored.reason,
+        monthly_cost_usd=stored.monthly_cost_usd,
+        monthly_savings_usd=stored.monthly_savings_usd,
+        price_source=stored.price_source,
+        price_date=stored.price_date,
+        recommendation="something else entirely",
+    )
+    world.store.record_scan(
+        changed.unit,
+        run_id="r2",
+        started_at=T + timedelta(minutes=40),
+        finished_at=T + timedelta(minutes=40),
+        findings=[changed],
+        resource_counts={"volumes": 1},
+    )
+    report = world.run()
+    line = only_line(report, finding)
+    assert line.stage is Stage.REFUSED and "recommendation changed" in line.text
+    assert world.store.get(finding).status is Status.OPEN
+    assert world.volume_exists(vol)

@@ -171,3 +171,10 @@ def test_masking_hides_secret_looking_values_only() -> None:
         "slack": {"bot_token": "***", "channel": "#c"},
         "list": [{"password": "***"}],
     }
+
+
+def test_a_maintenance_window_the_engine_cannot_read_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"cleanup\.maintenance_window"):
+        parse_config("cleanup:\n  maintenance_window: 'Mon-Wed-Fri 02:00-04:00 UTC'\n")
+    config = parse_config("cleanup:\n  maintenance_window: 'Mon-Wed,Fri 02:00-04:00 UTC'\n")
+    assert config.cleanup.maintenance_window == "Mon-Wed,Fri 02:00-04:00 UTC"

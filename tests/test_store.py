@@ -195,3 +195,39 @@ def test_concurrent_approvals_make_exactly_one_transition(store: Store) -> None:
     assert sorted(outcomes) == ["ok"] + ["refused"] * 7
     approvals = [e for e in store.events(fid) if e.to_status == "approved"]
     assert len(approvals) == 1
+
+
+def test_a_human_decision_is_refused_while_a_cleanup_action_is_in_flight(store: Store) -> None:
+    fid = finding(EAST, "vol-1").id
+    scan(store, EAST, [finding(EAST, "vol-1")], T0)
+    store.transition(fid, Status.APPROVED, actor="alice")
+    store.begin_action(fid, action="delete", run_id="r", params={}, actor="bot", now=T0)
+    with pytest.raises(TransitionError, match="action in progress"):
+        store.transition(fid, Status.REJECTED, actor="bob", refuse_in_flight=True)
+    assert store.get(fid).status is Status.APPROVED
+
+
+def test_an_action_result_is_recorded_even_if_the_finding_moved_meanwhile(store: Store) -> None:
+    fid = finding(EAST, "vol-1").id
+    scan(store, EAST, [finding(EAST, "vol-1")], T0)
+    store.transition(fid, Status.APPROVED, actor="alice")
+    action = store.begin_action(fid, action="delete", run_id="r", params={}, actor="bot", now=T0)
+    store.transition(fid, Status.REJECTED, actor="bob")  # e.g. an older client without the check
+    store.finish_action(
+        action, result="done", note="deleted", data={}, to=Status.CLEANED, actor="bot", now=T0
+    )
+    assert store.open_actions() == []
+    assert store.get(fid).status is Status.REJECTED
+    assert store.events(fid)[-1].type == "result"
+
+
+def test_a_newer_failure_recorded_before_the_account_id_was_known_holds_cleanup(
+    store: Store,
+) -> None:
+    scan(store, EAST, [], T0)
+    assert store.scan_health("aws", EAST.account, EAST.region, 0.5) is None
+    unknown = Unit(Provider.AWS, "default", "us-east-1")
+    scan(store, unknown, [], T0 + timedelta(hours=1), error="sts:GetCallerIdentity: expired")
+    assert "failed" in (store.scan_health("aws", EAST.account, EAST.region, 0.5) or "")
+    scan(store, EAST, [], T0 + timedelta(hours=2))
+    assert store.scan_health("aws", EAST.account, EAST.region, 0.5) is None

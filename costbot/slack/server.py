@@ -97,6 +97,11 @@ class CleanupQueue:
         """Queue one approved finding for cleanup (returns at once)."""
         self._queue.put(finding_id)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread is running."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 30) -> None:
         """Finish the action in progress, then stop."""
         self._queue.put(None)
@@ -108,3 +113,5 @@ class CleanupQueue:
                 self._report(self._run([finding_id]))
             except CostbotError as exc:
                 log.error("queued cleanup failed", extra={"finding": finding_id, "error": str(exc)})
+            except Exception:  # the worker must survive anything; the next run re-checks
+                log.exception("queued cleanup crashed", extra={"finding": finding_id})

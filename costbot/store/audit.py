@@ -116,7 +116,7 @@ class ActionLog(StoreBase):
         actor: str,
         now: datetime,
     ) -> None:
-        """Write an action's result and move its finding to `to`, atomically."""
+        """Write an action's result and move its finding to `to` (if still allowed), atomically."""
         with self._tx() as db:
             row = db.conn.execute(
                 "SELECT a.finding_id, a.result, f.status FROM actions a"
@@ -127,7 +127,9 @@ class ActionLog(StoreBase):
                 raise TransitionError(f"action #{action_id} is unknown or already finished")
             current = Status(row["status"])
             if to is not current and to not in TRANSITIONS[current]:
-                raise TransitionError(f"finding '{row['finding_id']}' is {current}, not {to}")
+                # the result is recorded whatever happened to the finding meanwhile
+                note = f"{note} (finding stays {current}; it could not become {to})"
+                to = current
             db.conn.execute(
                 "UPDATE actions SET result_at=?, result=?, note=?, data=? WHERE id=?",
                 (iso(now), result, note, json.dumps(dict(data), default=str), action_id),

@@ -71,6 +71,7 @@ class Store(ScanWrites, ActionLog, SlackRecords, Leases, Stats, CostCache):
         allowed_from: Iterable[Status] | None = None,
         snoozed_until: datetime | None = None,
         data: Mapping[str, Any] | None = None,
+        refuse_in_flight: bool = False,
     ) -> StoredFinding:
         """Move a finding to a new status atomically, with an event, or raise TransitionError."""
         moment = now or utcnow()
@@ -86,6 +87,15 @@ class Store(ScanWrites, ActionLog, SlackRecords, Leases, Stats, CostCache):
                 permitted = frozenset()
             if to not in permitted:
                 raise TransitionError(f"finding '{finding_id}' is {current}; it cannot become {to}")
+            if (
+                refuse_in_flight
+                and db.conn.execute(
+                    "SELECT 1 FROM actions WHERE finding_id=? AND result IS NULL", (finding_id,)
+                ).fetchone()
+            ):
+                raise TransitionError(
+                    f"finding '{finding_id}' has a cleanup action in progress; try again after it"
+                )
             db.conn.execute(
                 "UPDATE findings SET status=?, status_changed_at=?, snoozed_until=? WHERE id=?",
                 (str(to), iso(moment), iso(snoozed_until), finding_id),

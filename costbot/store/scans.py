@@ -226,21 +226,29 @@ class ScanWrites(StoreBase):
     def scan_health(self, provider: str, account: str, region: str, min_ratio: float) -> str | None:
         """Why the latest scans make acting in this account/region unsafe, or None if they don't."""
         with self._db() as db:
-            latest = [
+            latest = [  # this account's units, and failures recorded before its id was known
                 dict(r)
                 for r in db.conn.execute(
                     "SELECT * FROM scans WHERE id IN (SELECT MAX(id) FROM scans"
-                    " WHERE provider=? AND account=? GROUP BY region)",
+                    " WHERE provider=? AND account IN (?, 'default', 'organization', '*')"
+                    " GROUP BY account, region)",
                     (provider, account),
                 )
             ]
-            failed = [r for r in latest if not r["ok"]]
+            here = next(
+                (r for r in latest if r["account"] == account and r["region"] == region), None
+            )
+            newest_own = max((r["id"] for r in latest if r["account"] == account), default=0)
+            failed = [  # a failure under a placeholder account counts only if it is newer
+                r
+                for r in latest
+                if not r["ok"] and (r["account"] == account or r["id"] > newest_own)
+            ]
             if failed:
                 where = ", ".join(sorted(r["region"] for r in failed))
                 return (
                     f"the latest scan of account {account} failed ({where}): {failed[0]['error']}"
                 )
-            here = next((r for r in latest if r["region"] == region), None)
             if here is None:
                 return f"{provider}:{account}:{region} has never been scanned"
             before = db.conn.execute(

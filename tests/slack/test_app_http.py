@@ -181,6 +181,7 @@ def test_approve_acks_before_the_listener_runs_then_decides(
         "channel": CHANNEL_ID,
         "message_ts": MESSAGE_TS,
         "group": None,
+        "recommendation": finding.recommendation,
     }
     [event] = status_events(store, a, Status.APPROVED)
     assert (event.actor, event.from_status, event.data["via"]) == ("UALICE", "notified", "slack")
