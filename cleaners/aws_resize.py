@@ -104,10 +104,10 @@ class ResizeInstance(AwsAction):
             return stop
         was_running = bool(decision.params["was_running"])
         ec2, iid, target = self._ec2(finding), finding.resource_id, decision.params["to_type"]
-        if decision.params["was_running"]:
-            self._call("ec2:StopInstances", ec2.stop_instances, InstanceIds=[iid])
-            self._wait(ec2, "instance_stopped", iid)
         try:
+            if was_running:
+                self._call("ec2:StopInstances", ec2.stop_instances, InstanceIds=[iid])
+                self._wait(ec2, "instance_stopped", iid)
             self._call(
                 "ec2:ModifyInstanceAttribute",
                 ec2.modify_instance_attribute,
@@ -115,11 +115,36 @@ class ResizeInstance(AwsAction):
                 InstanceType={"Value": target},
             )
         finally:
-            if was_running:
-                self._call("ec2:StartInstances", ec2.start_instances, InstanceIds=[iid])
-                self._wait(ec2, "instance_running", iid)
+            if was_running:  # whatever failed above, bring the instance back
+                self._start_or_revert(ec2, iid, decision.params["from_type"], target)
         data = {"from_type": decision.params["from_type"], "to_type": target}
         return Outcome(Result.DONE, f"resized {iid} to {target}", data)
+
+    def _start_or_revert(self, ec2: Any, iid: str, from_type: str, target: str) -> None:
+        """Start the instance; if it will not start on the new type, go back and start it."""
+        try:
+            self._call("ec2:StartInstances", ec2.start_instances, InstanceIds=[iid])
+            self._wait(ec2, "instance_running", iid)
+        except CleanupError as first:
+            try:
+                self._wait(ec2, "instance_stopped", iid)
+                self._call(
+                    "ec2:ModifyInstanceAttribute",
+                    ec2.modify_instance_attribute,
+                    InstanceId=iid,
+                    InstanceType={"Value": from_type},
+                )
+                self._call("ec2:StartInstances", ec2.start_instances, InstanceIds=[iid])
+                self._wait(ec2, "instance_running", iid)
+            except CleanupError as second:
+                raise CleanupError(
+                    f"{iid} did not start on {target} ({first}) nor back on {from_type} "
+                    f"({second}); it is STOPPED: start it by hand"
+                ) from second
+            raise CleanupError(
+                f"{iid} did not start on {target} ({first}); it was changed back to {from_type} "
+                "and started"
+            ) from first
 
     def recover(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome | None:
         """Done if the type already changed; either way restart an instance we had stopped."""
