@@ -35,14 +35,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +50,7 @@ import boto3
 import botocore.loaders
 import botocore.session
 import yaml
+from motoserver import start_moto, stop
 
 from costbot.config import Config, parse_config
 from costbot.logs import setup_logging
@@ -72,51 +69,6 @@ NO_LIMITS = {"ec2": 100000.0, "cloudwatch": 100000.0, "sts": 100000.0}
 
 
 # -- moto_server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """moto_server on a free port of 127.0.0.1 (no default AMIs), once it answers."""
-    port = free_port()
-    script = Path(sys.executable).with_name("moto_server")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "moto.server"]
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*command, "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"moto_server exited:\n{log.read_text(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=1):
-                return process, url
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.05)
-    stop(process)
-    raise SystemExit(f"moto_server did not answer at {url} within 30 s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate the server (kill it if it does not exit within 10 s)."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 # -- the organization and its estate -----------------------------------------------------------
