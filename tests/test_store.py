@@ -231,3 +231,19 @@ def test_a_newer_failure_recorded_before_the_account_id_was_known_holds_cleanup(
     assert "failed" in (store.scan_health("aws", EAST.account, EAST.region, 0.5) or "")
     scan(store, EAST, [], T0 + timedelta(hours=2))
     assert store.scan_health("aws", EAST.account, EAST.region, 0.5) is None
+
+
+def test_a_whole_account_scan_resolves_across_its_regions_and_records_real_regions(
+    store: Store,
+) -> None:
+    everywhere = Unit(Provider.GCP, "my-project", "*")
+    central = Unit(Provider.GCP, "my-project", "us-central1")
+    east = Unit(Provider.GCP, "my-project", "us-east1")
+    scan(store, everywhere, [finding(central, "disk-a"), finding(east, "disk-b")], T0)
+    assert {f.region for f in store.findings()} == {"us-central1", "us-east1"}
+    record = scan(store, everywhere, [finding(east, "disk-b")], T0 + timedelta(days=1))
+    assert record.resolved == 1
+    assert store.get(finding(central, "disk-a").id).status is Status.RESOLVED
+    assert store.scan_health("gcp", "my-project", "us-east1", 0.5) is None
+    scan(store, everywhere, [], T0 + timedelta(days=2), error="403 on the project")
+    assert "failed" in (store.scan_health("gcp", "my-project", "us-east1", 0.5) or "")

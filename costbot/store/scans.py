@@ -128,8 +128,8 @@ class ScanWrites(StoreBase):
             row["id"]: row
             for row in db.conn.execute(
                 "SELECT id, status, snoozed_until FROM findings"
-                " WHERE provider=? AND account=? AND region=?",
-                (unit.provider, unit.account, unit.region),
+                " WHERE provider=? AND account=? AND (region=? OR ?='*')",
+                (unit.provider, unit.account, unit.region, unit.region),
             )
         }
         inserts: list[tuple[Any, ...]] = []
@@ -155,9 +155,9 @@ class ScanWrites(StoreBase):
                 inserts.append(
                     (
                         finding.id,
-                        str(unit.provider),
-                        unit.account,
-                        unit.region,
+                        str(finding.unit.provider),
+                        finding.unit.account,
+                        finding.unit.region,  # the resource's own region (units may be "*")
                         str(finding.kind),
                         finding.resource_id,
                         str(Status.OPEN),
@@ -235,8 +235,9 @@ class ScanWrites(StoreBase):
                     (provider, account),
                 )
             ]
-            here = next(
-                (r for r in latest if r["account"] == account and r["region"] == region), None
+            own = [r for r in latest if r["account"] == account]
+            here = next((r for r in own if r["region"] == region), None) or next(
+                (r for r in own if r["region"] == "*"), None  # a whole-account (all regions) scan
             )
             newest_own = max((r["id"] for r in latest if r["account"] == account), default=0)
             failed = [  # a failure under a placeholder account counts only if it is newer
@@ -254,7 +255,7 @@ class ScanWrites(StoreBase):
             before = db.conn.execute(
                 "SELECT resources FROM scans WHERE provider=? AND account=? AND region=?"
                 " AND ok=1 AND id < ? ORDER BY id DESC LIMIT 1",
-                (provider, account, region, here["id"]),
+                (provider, account, here["region"], here["id"]),
             ).fetchone()
         if before is not None and here["resources"] < min_ratio * before["resources"]:
             return (
