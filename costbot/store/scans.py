@@ -237,7 +237,8 @@ class ScanWrites(StoreBase):
             ]
             own = [r for r in latest if r["account"] == account]
             here = next((r for r in own if r["region"] == region), None) or next(
-                (r for r in own if r["region"] == "*"), None  # a whole-account (all regions) scan
+                (r for r in own if r["region"] == "*"),
+                None,  # a whole-account (all regions) scan
             )
             newest_own = max((r["id"] for r in latest if r["account"] == account), default=0)
             failed = [  # a failure under a placeholder account counts only if it is newer
