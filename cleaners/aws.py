@@ -96,6 +96,17 @@ class AwsAction:
                 return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
         return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
 
+    def _gone_or_excluded(
+        self, finding: StoredFinding, raw: Mapping[str, Any] | None
+    ) -> DryRun | None:
+        """The first two questions of every decision: does it still exist, is it opted out?"""
+        if raw is None:
+            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        excluded = self._excluded(finding, tags_of(raw))
+        if excluded:
+            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
+        return None
+
     @staticmethod
     def _not_actionable(decision: DryRun, gone: str) -> Outcome | None:
         """The outcome when a re-check right before acting says not to act."""
@@ -159,12 +170,11 @@ class SnapshotAndDeleteVolume(AwsAction):
 
     def _decide(self, finding: StoredFinding, volume: dict[str, Any] | None) -> DryRun:
         """The one decision function behind both the dry run and the execution."""
-        if volume is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        early = self._gone_or_excluded(finding, volume)
+        if early is not None:
+            return early
+        assert volume is not None
         tags = tags_of(volume)
-        excluded = self._excluded(finding, tags)
-        if excluded:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
         holders = [a["InstanceId"] for a in volume.get("Attachments", [])]
         if volume["State"] != "available" or holders:
             where = f" to {', '.join(holders)}" if holders else f" ({volume['State']})"
@@ -362,11 +372,10 @@ class ReleaseAddress(AwsAction):
 
     def _decide(self, finding: StoredFinding, address: dict[str, Any] | None) -> DryRun:
         """The one decision function behind both the dry run and the execution."""
-        if address is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
-        excluded = self._excluded(finding, tags_of(address))
-        if excluded:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
+        early = self._gone_or_excluded(finding, address)
+        if early is not None:
+            return early
+        assert address is not None
         if "AssociationId" in address:
             target = address.get("InstanceId") or address.get("NetworkInterfaceId") or "something"
             return DryRun(

@@ -45,12 +45,11 @@ class ResizeInstance(AwsAction):
 
     def _decide(self, finding: StoredFinding, instance: dict[str, Any] | None) -> DryRun:
         """The one decision function behind both the dry run and the execution."""
-        if instance is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        early = self._gone_or_excluded(finding, instance)
+        if early is not None:
+            return early
+        assert instance is not None
         tags = tags_of(instance)
-        excluded = self._excluded(finding, tags)
-        if excluded:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
         if ASG_TAG in tags:
             return DryRun(
                 Readiness.REFUSED,

@@ -36,6 +36,7 @@ from costbot.providers.aws import AwsProvider
 from costbot.scan import ScanReport, run_scan
 from costbot.store import Store
 from tests.conftest import make_config
+from tests.ec2_seed import create_volume, launch, tag_list
 
 ACCOUNT = "123456789012"
 """The account moto answers for plain credentials."""
@@ -93,10 +94,6 @@ def fid(kind: Kind, resource_id: str, region: str = REGION) -> str:
     return finding_id(Unit(Provider.AWS, ACCOUNT, region), kind, resource_id)
 
 
-def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
 def tags_of(raw: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
 
@@ -117,25 +114,12 @@ class World:
         tags: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> str:
-        specs = [{"ResourceType": "volume", "Tags": tag_list(tags)}] if tags else []
-        made = self.ec2.create_volume(
-            AvailabilityZone=ZONE, Size=size, VolumeType=vtype, TagSpecifications=specs, **extra
-        )
-        return str(made["VolumeId"])
+        return create_volume(self.ec2, ZONE, size, vtype, tags, **extra)
 
     def instance(
         self, instance_type: str = "m5.large", tags: Mapping[str, str] | None = None
     ) -> str:
-        specs = [{"ResourceType": "instance", "Tags": tag_list(tags)}] if tags else []
-        made = self.ec2.run_instances(
-            ImageId="ami-12345678",
-            MinCount=1,
-            MaxCount=1,
-            InstanceType=instance_type,
-            Placement={"AvailabilityZone": ZONE},
-            TagSpecifications=specs,
-        )
-        return str(made["Instances"][0]["InstanceId"])
+        return launch(self.ec2, ZONE, instance_type, tags)
 
     def scan(self, now: datetime = T) -> ScanReport:
         aws = self.config.providers.aws

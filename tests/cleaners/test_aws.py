@@ -38,6 +38,7 @@ from costbot.providers.aws_sessions import AwsSessions
 from costbot.scan import run_scan
 from costbot.store import Store, StoredFinding
 from tests.conftest import make_config
+from tests.ec2_seed import create_volume, launch, tag_list
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -74,10 +75,6 @@ def config(cleanup: Mapping[str, Any] | None = None, **sections: Any) -> Config:
     return make_config(yaml.safe_dump(data))
 
 
-def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
-
-
 def tags_of(raw: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw.get("Tags", [])}
 
@@ -96,25 +93,12 @@ class Cloud:
         tags: Mapping[str, str] | None = None,
         **extra: Any,
     ) -> str:
-        specs = [{"ResourceType": "volume", "Tags": tag_list(tags)}] if tags else []
-        made = self.ec2.create_volume(
-            AvailabilityZone=ZONE, Size=size, VolumeType=vtype, TagSpecifications=specs, **extra
-        )
-        return str(made["VolumeId"])
+        return create_volume(self.ec2, ZONE, size, vtype, tags, **extra)
 
     def instance(
         self, instance_type: str = "m5.large", tags: Mapping[str, str] | None = None
     ) -> str:
-        specs = [{"ResourceType": "instance", "Tags": tag_list(tags)}] if tags else []
-        made = self.ec2.run_instances(
-            ImageId="ami-12345678",
-            MinCount=1,
-            MaxCount=1,
-            InstanceType=instance_type,
-            Placement={"AvailabilityZone": ZONE},
-            TagSpecifications=specs,
-        )
-        return str(made["Instances"][0]["InstanceId"])
+        return launch(self.ec2, ZONE, instance_type, tags)
 
     def finding(self, kind: Kind, resource_id: str, cfg: Config | None = None) -> StoredFinding:
         """Scan (at T) and return the stored finding for this resource."""
