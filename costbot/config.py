@@ -97,18 +97,32 @@ class AwsConfig(Strict):
     organization: AwsOrganization | None = None
 
 
+class GcpEndpoints(Strict):
+    """Where the Google APIs are (default: Google's): proxies, private endpoints, emulators."""
+
+    compute: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    billing: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    monitoring: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+:\d+$")] = None
+    """gRPC target host:port of Cloud Monitoring."""
+    monitoring_insecure: bool = False
+    """Plain-text gRPC to `monitoring` (local emulators only; never for Google itself)."""
+
+
 class GcpConfig(Strict):
-    """Google Cloud projects (today: spend for the digest; scanning arrives with issue 5)."""
+    """Google Cloud projects to scan (Application Default Credentials) and their spend source."""
 
     projects: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]] = []
     billing_export_table: Annotated[
         str | None, Field(pattern=r"^[A-Za-z0-9_.:-]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_$]+$")
     ] = None
     """BigQuery table of the Cloud Billing export: project.dataset.table."""
+    credentials: Literal["default", "anonymous"] = "default"
+    """`default` = Application Default Credentials; `anonymous` only for local emulators."""
+    endpoints: GcpEndpoints = GcpEndpoints()
 
 
 class AzureConfig(Strict):
-    """Azure subscriptions (today: spend for the digest; scanning arrives with issue 5)."""
+    """Azure subscriptions to scan (DefaultAzureCredential) and their spend source."""
 
     subscriptions: list[
         Annotated[str, Field(pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")]
@@ -116,6 +130,11 @@ class AzureConfig(Strict):
     management_endpoint: Annotated[str, Field(pattern=r"^https://")] = (
         "https://management.azure.com"
     )
+    retail_prices_endpoint: Annotated[str, Field(pattern=r"^https://")] = "https://prices.azure.com"
+    credential: Literal["default", "env_token"] = "default"
+    """`default` = DefaultAzureCredential; `env_token` = a bearer token in AZURE_ACCESS_TOKEN."""
+    ca_bundle: Path | None = None
+    """PEM bundle to trust for the endpoints above (TLS-inspecting proxies, emulators)."""
 
 
 class ProvidersConfig(Strict):

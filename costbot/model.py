@@ -140,6 +140,9 @@ class Instance:
     cpu: CpuStats | None = None
     managed_group: str | None = None
     """Auto Scaling group / managed instance group / scale set that owns it, if any."""
+    family: str = ""
+    """Key into Inventory.sizes; empty means the EC2 convention (the type before the dot)."""
+    zone: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,7 @@ class InstanceSize:
 
     name: str
     vcpus: int
+    memory_gb: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,12 @@ from costbot.model import Address, Finding, Instance, InstanceSize, Inventory, K
 from costbot.pricing import PriceBook
 
 KUBERNETES_PV_TAG = "kubernetes.io/created-for/pvc/name"
-BURSTABLE = re.compile(r"^t\d")
-"""Burstable EC2 families (t2, t3, t3a, t4g, ...): judged on CPU credits, not utilisation."""
+KUBERNETES_TAGS = (KUBERNETES_PV_TAG, "kubernetes.io-created-for-pvc-name")
+"""Tags Kubernetes puts on the volumes it provisions (EBS CSI; AKS's '/'-free spelling)."""
+GKE_LABEL_PREFIX = "goog-k8s-"
+BURSTABLE = re.compile(r"^(t\d|e2-(micro|small|medium)$|f1-micro$|g1-small$|Standard_B\d)")
+"""Burstable/shared-core types, judged on CPU credits, not utilisation: EC2 t2/t3/t3a/t4g,
+GCP e2 shared-core, f1-micro and g1-small, Azure B-series."""
 SNAPSHOT_GB_MONTH_USD = 0.05
 
 
@@ -67,6 +71,15 @@ def exclusion_reason(
     return None
 
 
+def kubernetes_reason(tags: Mapping[str, str]) -> str | None:
+    """Why a volume belongs to Kubernetes (a PV or a GKE-managed disk), or None."""
+    if any(tag in tags for tag in KUBERNETES_TAGS):
+        return "Kubernetes persistent volume"
+    if any(key.startswith(GKE_LABEL_PREFIX) for key in tags):
+        return "disk managed by GKE (goog-k8s-* labels)"
+    return None
+
+
 def is_burstable(instance_type: str) -> bool:
     """Whether an instance type belongs to a burstable (CPU-credit) family."""
     return bool(BURSTABLE.match(instance_type))
@@ -82,8 +95,8 @@ def idle_volumes(inventory: Inventory, ctx: ScanContext) -> Iterator[Verdict]:
     instances = {i.resource_id: i for i in inventory.instances}
     for volume in inventory.volumes:
         why_not = exclusion_reason(volume.resource_id, volume.tags, ctx.exclusions, ctx.now.date())
-        if why_not is None and not rule.include_kubernetes and KUBERNETES_PV_TAG in volume.tags:
-            why_not = "Kubernetes persistent volume"
+        if why_not is None and not rule.include_kubernetes:
+            why_not = kubernetes_reason(volume.tags)
         if why_not:
             yield Skipped(Kind.IDLE_VOLUME, volume.resource_id, why_not)
             continue
@@ -179,7 +192,7 @@ def unattached_ips(inventory: Inventory, ctx: ScanContext) -> Iterator[Verdict]:
 
 
 def _address_finding(address: Address, ctx: ScanContext, days: float) -> Finding:
-    quote = ctx.prices.public_ip(address.unit.region)
+    quote = ctx.prices.public_ip(address.unit.region, str(address.details.get("sku", "")))
     return Finding(
         unit=address.unit,
         kind=Kind.UNATTACHED_IP,
@@ -214,7 +227,7 @@ def oversized_instances(inventory: Inventory, ctx: ScanContext) -> Iterator[Verd
         assert cpu is not None
         if cpu.average >= rule.max_avg_cpu_percent or cpu.peak >= rule.max_peak_cpu_percent:
             continue
-        family, _, _size = instance.instance_type.partition(".")
+        family = instance.family or instance.instance_type.partition(".")[0]
         sizes = inventory.sizes.get(family, ())
         current = next((s for s in sizes if s.name == instance.instance_type), None)
         if current is None:
@@ -230,8 +243,12 @@ def oversized_instances(inventory: Inventory, ctx: ScanContext) -> Iterator[Verd
         if target is None:
             continue
         try:
-            old = ctx.prices.instance(instance.unit.region, current.name, current.vcpus)
-            new = ctx.prices.instance(instance.unit.region, target.name, target.vcpus)
+            old = ctx.prices.instance(
+                instance.unit.region, current.name, current.vcpus, current.memory_gb
+            )
+            new = ctx.prices.instance(
+                instance.unit.region, target.name, target.vcpus, target.memory_gb
+            )
         except PricingError as exc:
             yield Skipped(Kind.OVERSIZED_INSTANCE, instance.resource_id, str(exc))
             continue

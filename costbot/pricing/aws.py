@@ -1,23 +1,18 @@
-"""Prices: the AWS Pricing API (GetProducts) when reachable, remembered in the store, and a
-bundled, dated table as the fallback, which every quote then names as its source.
-
-A month is 730 hours. Quotes are monthly USD estimates; rounding is left to display code.
-"""
+"""AWS prices: the Pricing API (GetProducts) when reachable, remembered in the store, and a
+bundled, dated table as the fallback, which every quote then names as its source."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
-from importlib import resources
 from typing import Any, Protocol
 
 from costbot.errors import PricingError
 from costbot.model import HOURS_PER_MONTH
+from costbot.pricing.base import Quote, RateCache, bundled_table, combine
 from costbot.store import CachedPrice, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -30,39 +25,10 @@ GP3_FREE_IOPS = 3000
 GP3_FREE_THROUGHPUT_MIBPS = 125
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """A monthly price estimate and where it came from."""
-
-    monthly_usd: float
-    source: str
-    date: str
-
-
-class PriceBook(Protocol):
-    """What the scanners need to put a price on waste."""
-
-    def volume(
-        self, region: str, volume_type: str, size_gb: int, iops: int | None, throughput: int | None
-    ) -> Quote:
-        """Monthly cost of a block volume."""
-        ...
-
-    def public_ip(self, region: str) -> Quote:
-        """Monthly cost of one public IPv4 address."""
-        ...
-
-    def instance(self, region: str, instance_type: str, vcpus: int) -> Quote:
-        """Monthly on-demand cost of an instance type."""
-        ...
-
-
 @cache
 def bundled_aws_prices() -> dict[str, Any]:
     """The dated fallback price table shipped with costbot."""
-    text = resources.files("costbot").joinpath("data/aws_prices.json").read_text("utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
+    return bundled_table("aws_prices")
 
 
 class PricingClient(Protocol):
@@ -88,11 +54,8 @@ class AwsPriceBook:
         self._live = live and client_factory is not None
         self._client_factory = client_factory
         self._client: PricingClient | None = None
-        self._store = store
-        self._cache_age = timedelta(days=cache_days)
         self._now = now or utcnow()
-        self._lock = threading.Lock()
-        self._memo: dict[str, CachedPrice | None] = {}
+        self._cache = RateCache(store, cache_days, self._now)
         self.notes: list[str] = []
         """Human-readable remarks about where prices came from (e.g. live API unreachable)."""
 
@@ -136,15 +99,17 @@ class AwsPriceBook:
             )
             total += rate.usd * (throughput - GP3_FREE_THROUGHPUT_MIBPS)
             sources.append(rate)
-        return _combine(total, sources)
+        return combine(total, sources)
 
-    def public_ip(self, region: str) -> Quote:
+    def public_ip(self, region: str, sku: str = "") -> Quote:
         """Every AWS public IPv4 address costs the same flat hourly rate since 2024-02-01."""
         hourly = float(bundled_aws_prices()["public_ipv4_hour"])
         return Quote(hourly * HOURS_PER_MONTH, IPV4_SOURCE, IPV4_RATE_DATE)
 
-    def instance(self, region: str, instance_type: str, vcpus: int) -> Quote:
-        """Monthly on-demand Linux price of an instance type."""
+    def instance(
+        self, region: str, instance_type: str, vcpus: int, memory_gb: float = 0.0
+    ) -> Quote:
+        """Monthly on-demand Linux price of an instance type (memory is in the type's price)."""
         family = instance_type.split(".", maxsplit=1)[0]
         rate = self._rate(
             f"ec2:{region}:{instance_type}",
@@ -160,7 +125,7 @@ class AwsPriceBook:
             lambda table: table["ec2_large_hour"][region][family] * vcpus / 2,
             region,
         )
-        return _combine(rate.usd * HOURS_PER_MONTH, [rate])
+        return combine(rate.usd * HOURS_PER_MONTH, [rate])
 
     # -- machinery -----------------------------------------------------------------------------
 
@@ -188,18 +153,7 @@ class AwsPriceBook:
         return _bundled_rate(from_table, region, key)
 
     def _live_rate(self, key: str, filters: dict[str, str]) -> CachedPrice | None:
-        with self._lock:
-            if key in self._memo:
-                return self._memo[key]
-            cached = self._store.cached_price(key) if self._store else None
-            if cached is not None and self._now - cached.fetched_at <= self._cache_age:
-                self._memo[key] = cached
-                return cached
-            found = self._fetch(key, filters) if self._live else None
-            self._memo[key] = found
-            if found is not None and self._store is not None:
-                self._store.save_price(key, found)
-            return found
+        return self._cache.get(key, lambda: self._fetch(key, filters) if self._live else None)
 
     def _fetch(self, key: str, filters: dict[str, str]) -> CachedPrice | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -269,9 +223,3 @@ def _with_region(table: dict[str, Any], region: str, stand_in: str) -> dict[str,
         )
         for section, values in table.items()
     }
-
-
-def _combine(total: float, parts: list[CachedPrice]) -> Quote:
-    sources = sorted({p.source for p in parts})
-    date = max(p.fetched_at for p in parts).date().isoformat()
-    return Quote(total, " + ".join(sources), date)
