@@ -143,6 +143,8 @@ class Instance:
     family: str = ""
     """Key into Inventory.sizes; empty means the EC2 convention (the type before the dot)."""
     zone: str = ""
+    not_rated: str = ""
+    """Why the provider cannot right-size this instance at all (e.g. a custom machine type)."""
 
 
 @dataclass(frozen=True, slots=True)

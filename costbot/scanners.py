@@ -21,6 +21,8 @@ KUBERNETES_PV_TAG = "kubernetes.io/created-for/pvc/name"
 KUBERNETES_TAGS = (KUBERNETES_PV_TAG, "kubernetes.io-created-for-pvc-name")
 """Tags Kubernetes puts on the volumes it provisions (EBS CSI; AKS's '/'-free spelling)."""
 GKE_LABEL_PREFIX = "goog-k8s-"
+SITE_RECOVERY_DISK = re.compile(r"(-ASRReplica$|^ms-asr-|^asrseeddisk-)", re.IGNORECASE)
+"""Azure Site Recovery replica and seed disks: unattached by design, deleting breaks DR."""
 BURSTABLE = re.compile(r"^(t\d|e2-(micro|small|medium)$|f1-micro$|g1-small$|Standard_B\d)")
 """Burstable/shared-core types, judged on CPU credits, not utilisation: EC2 t2/t3/t3a/t4g,
 GCP e2 shared-core, f1-micro and g1-small, Azure B-series."""
@@ -95,6 +97,8 @@ def idle_volumes(inventory: Inventory, ctx: ScanContext) -> Iterator[Verdict]:
     instances = {i.resource_id: i for i in inventory.instances}
     for volume in inventory.volumes:
         why_not = exclusion_reason(volume.resource_id, volume.tags, ctx.exclusions, ctx.now.date())
+        if why_not is None and SITE_RECOVERY_DISK.search(volume.name):
+            why_not = "Azure Site Recovery replica/seed disk"
         if why_not is None and not rule.include_kubernetes:
             why_not = kubernetes_reason(volume.tags)
         if why_not:
@@ -262,6 +266,8 @@ def _oversize_skip_reason(instance: Instance, ctx: ScanContext) -> str | None:
     why_not = exclusion_reason(instance.resource_id, instance.tags, ctx.exclusions, ctx.now.date())
     if why_not:
         return why_not
+    if instance.not_rated:
+        return instance.not_rated
     if is_burstable(instance.instance_type):
         return "burstable family: judged on CPU credits, not utilisation (not rated)"
     if instance.launched_at and _days(instance.launched_at, ctx.now) < rule.lookback_days:

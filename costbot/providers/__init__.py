@@ -27,13 +27,17 @@ def build_providers(config: Config, only: Provider | None = None) -> list[Invent
                 rate_limiter=RateLimiter(config.scan.rate_limits),
             )
         )
+    gcp = config.providers.gcp
+    if gcp is not None and only in (None, Provider.GCP):
+        from costbot.providers.gcp import GcpProvider
+
+        adapters.append(GcpProvider(gcp, config.rules.oversized_instance))
+    azure = config.providers.azure
+    if azure is not None and only in (None, Provider.AZURE):
+        from costbot.providers.azure import AzureProvider
+
+        adapters.append(AzureProvider(azure, config.rules.oversized_instance))
     if only is not None and not adapters:
-        if getattr(config.providers, str(only)) is not None:
-            raise ConfigError(
-                f"scanning {only} is not available in this version (providers.{only} feeds "
-                "the cost digest only)",
-                key=f"providers.{only}",
-            )
         raise ConfigError(f"provider '{only}' is not configured", key=f"providers.{only}")
     if not adapters:
         raise ConfigError("no provider is configured; add one under", key="providers")
@@ -54,11 +58,35 @@ def build_price_books(config: Config, store: Store) -> dict[Provider, PriceBook]
             ),
         )
 
-    return {
+    live = config.pricing.source == "live"
+    books: dict[Provider, PriceBook] = {
         Provider.AWS: AwsPriceBook(
-            live=config.pricing.source == "live",
+            live=live,
             store=store,
             client_factory=pricing_client,  # type: ignore[arg-type]
             cache_days=config.pricing.cache_days,
         )
     }
+    gcp = config.providers.gcp
+    if gcp is not None:
+        from costbot.pricing.gcp import GcpPriceBook
+        from costbot.providers.gcp_clients import GcpClients
+
+        books[Provider.GCP] = GcpPriceBook(
+            live=live,
+            store=store,
+            client_factory=GcpClients(gcp).catalog,
+            cache_days=config.pricing.cache_days,
+        )
+    azure = config.providers.azure
+    if azure is not None:
+        from costbot.pricing.azure import AzurePriceBook
+
+        books[Provider.AZURE] = AzurePriceBook(
+            live=live,
+            store=store,
+            endpoint=azure.retail_prices_endpoint,
+            ca_bundle=azure.ca_bundle,
+            cache_days=config.pricing.cache_days,
+        )
+    return books

@@ -7,11 +7,9 @@ re-raised as a ProviderError naming the account, region and operation.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +29,7 @@ from costbot.model import (
     Volume,
 )
 from costbot.providers.aws_sessions import AwsSessions, aws_errors
+from costbot.providers.cpu import cpu_stats, with_cpu
 from costbot.ratelimit import RateLimiter
 from costbot.scanners import is_burstable
 
@@ -120,7 +119,7 @@ class AwsProvider:
         if to_rate:
             cloudwatch = self.client(unit.account, "cloudwatch", unit.region)
             stats = self._cpu(unit, cloudwatch, [i.resource_id for i in to_rate], now)
-            instances = [_with_cpu(i, stats.get(i.resource_id)) for i in instances]
+            instances = [with_cpu(i, stats.get(i.resource_id)) for i in instances]
         return Inventory(unit, volumes, addresses, tuple(instances), sizes)
 
     @property
@@ -232,23 +231,15 @@ class AwsProvider:
                     for result in page["MetricDataResults"]:
                         values[result["Id"]].extend(float(v) for v in result["Values"])
             for n, iid in enumerate(chunk):
-                averages, maxima = values.get(f"a{n}", []), values.get(f"m{n}", [])
-                if not averages or not maxima:
-                    continue
-                stats[iid] = CpuStats(
-                    average=sum(averages) / len(averages),
-                    peak=percentile(maxima, self._rule.peak_percentile),
-                    points=len(averages),
-                    expected_points=expected,
+                found = cpu_stats(
+                    values.get(f"a{n}", []),
+                    values.get(f"m{n}", []),
+                    self._rule.peak_percentile,
+                    expected,
                 )
+                if found is not None:
+                    stats[iid] = found
         return stats
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile; 100 is the maximum."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def _cpu_query(query_id: str, instance_id: str, stat: str, period: int) -> dict[str, Any]:
@@ -286,10 +277,6 @@ def _instance(unit: Unit, raw: dict[str, Any]) -> Instance:
         tags=tags,
         managed_group=tags.get(ASG_TAG),
     )
-
-
-def _with_cpu(instance: Instance, cpu: CpuStats | None) -> Instance:
-    return instance if cpu is None else replace(instance, cpu=cpu)
 
 
 def _tags(raw: dict[str, Any]) -> dict[str, str]:

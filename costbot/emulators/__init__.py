@@ -1,0 +1,1 @@
+"""Local emulators of cloud APIs (documented JSON/gRPC), for the demo and the tests."""

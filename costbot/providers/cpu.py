@@ -1,0 +1,36 @@
+"""CPU statistics shared by every cloud: hourly (or whole-window) averages and maxima in,
+one CpuStats out."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from costbot.model import CpuStats, Instance
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; 100 is the maximum."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def cpu_stats(
+    averages: Sequence[float], maxima: Sequence[float], pct: float, expected: int
+) -> CpuStats | None:
+    """Average of the averages and the `pct` percentile of the maxima; None without data."""
+    if not averages or not maxima:
+        return None
+    return CpuStats(
+        average=sum(averages) / len(averages),
+        peak=percentile(maxima, pct),
+        points=len(averages),
+        expected_points=expected,
+    )
+
+
+def with_cpu(instance: Instance, cpu: CpuStats | None) -> Instance:
+    """The instance with its CPU statistics attached (unchanged when there are none)."""
+    return instance if cpu is None else replace(instance, cpu=cpu)
