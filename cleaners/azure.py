@@ -6,7 +6,6 @@ the waste rule and exclusions again, and the caller's effective permissions on t
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -14,30 +13,18 @@ from typing import Any
 
 from costbot.actions import DryRun, Outcome, Readiness, Result
 from costbot.config import Exclusions
-from costbot.errors import CleanupError
+from costbot.errors import CleanupError, ProviderError
 from costbot.providers.azure import ip_holders, wire
-from costbot.providers.azure_clients import AzureClients, parse_id
+from costbot.providers.azure_clients import AzureClients, parse_id, permits
 from costbot.scanners import SITE_RECOVERY_DISK, exclusion_reason
 from costbot.store import StoredFinding
 
 log = logging.getLogger(__name__)
-PERMISSIONS_API_VERSION = "2022-04-01"
 MAX_TAGS = 50
 
 
 class ResourceGone(CleanupError):
     """ARM answered 404 for the resource."""
-
-
-def allowed(action: str, grants: list[dict[str, Any]]) -> bool:
-    """Whether Microsoft.Authorization grants allow an action (wildcards, notActions)."""
-
-    def matches(patterns: list[str]) -> bool:
-        return any(fnmatch.fnmatch(action.lower(), p.lower()) for p in patterns)
-
-    return any(
-        matches(g.get("actions", [])) and not matches(g.get("notActions", [])) for g in grants
-    )
 
 
 class AzureAction:
@@ -85,39 +72,23 @@ class AzureAction:
 
     def _probe(self, finding: StoredFinding, decision: DryRun, wanted: tuple[str, ...]) -> DryRun:
         """The caller's effective permissions on the resource group must allow every action."""
-        from azure.core.exceptions import AzureError
-        from azure.core.rest import HttpRequest
-
         parts = parse_id(finding.resource_id)
-        client = self._clients.compute(parts["subscription"])
-        url = (
-            f"{self._clients.endpoint}/subscriptions/{parts['subscription']}/resourceGroups/"
-            f"{parts['resource_group']}/providers/Microsoft.Authorization/permissions"
-            f"?api-version={PERMISSIONS_API_VERSION}"
-        )
+        group = parts["resource_group"]
         try:
-            answer = self._call(
-                "Microsoft.Authorization/permissions/read",
-                client.send_request,
-                HttpRequest("GET", url),
-            )
-            answer.raise_for_status()
-            grants = list(answer.json().get("value", []))
-        except (CleanupError, AzureError, ValueError) as exc:
-            return DryRun(
-                Readiness.DENIED, f"dry run failed: permission check: {exc}", decision.params
-            )
-        missing = [a for a in wanted if not allowed(a, grants)]
+            grants = self._clients.permissions(parts["subscription"], f"/resourceGroups/{group}")
+        except ProviderError as exc:
+            return DryRun(Readiness.DENIED, f"dry run failed: {exc}", decision.params)
+        missing = [a for a in wanted if not permits(a, grants)]
         if missing:
             return DryRun(
                 Readiness.DENIED,
                 f"dry run failed: missing permission {', '.join(missing)} on resource group "
-                f"{parts['resource_group']}",
+                f"{group}",
                 decision.params,
             )
         proved = (
             "re-read just now: exists, still unused, no opt-out tag; your permissions on "
-            f"resource group {parts['resource_group']} allow {', '.join(wanted)}"
+            f"resource group {group} allow {', '.join(wanted)}"
         )
         return DryRun(Readiness.READY, f"{decision.verdict} ({proved})", decision.params)
 

@@ -1,7 +1,7 @@
 """The `costbot` command line: the composition root that wires config, store, providers,
 cleaners and output together. One module per group of commands."""
 
-from costbot.cli import decisions, demo, digest, scanning, service, slack
+from costbot.cli import decisions, demo, digest, doctor, scanning, service, slack
 from costbot.cli.base import cli
 
 
@@ -10,4 +10,4 @@ def main() -> None:
     cli(prog_name="costbot")
 
 
-__all__ = ["cli", "decisions", "demo", "digest", "main", "scanning", "service", "slack"]
+__all__ = ["cli", "decisions", "demo", "digest", "doctor", "main", "scanning", "service", "slack"]

@@ -75,6 +75,8 @@ class GcpEndpoints(Strict):
 
     compute: Annotated[str | None, Field(pattern=r"^https?://")] = None
     billing: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    resource_manager: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    """Cloud Resource Manager (REST), used by `costbot doctor` to test project permissions."""
     monitoring: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+:\d+$")] = None
     """gRPC target host:port of Cloud Monitoring."""
     monitoring_insecure: bool = False

@@ -6,6 +6,7 @@ Also azure_errors(), which re-raises azure-core errors as ProviderError, and par
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import threading
 import time
@@ -18,6 +19,18 @@ from costbot.errors import ConfigError, ProviderError
 from costbot.model import Provider
 
 TOKEN_ENV = "AZURE_ACCESS_TOKEN"
+PERMISSIONS_API_VERSION = "2022-04-01"
+
+
+def permits(action: str, grants: list[dict[str, Any]]) -> bool:
+    """Whether Microsoft.Authorization permission grants allow an action (wildcards, notActions)."""
+
+    def matches(patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatch(action.lower(), p.lower()) for p in patterns)
+
+    return any(
+        matches(g.get("actions", [])) and not matches(g.get("notActions", [])) for g in grants
+    )
 
 
 @contextmanager
@@ -125,6 +138,28 @@ class AzureClients:
         from azure.mgmt.monitor import MonitorManagementClient
 
         return self._cached("monitor", subscription, MonitorManagementClient)
+
+    def permissions(self, subscription: str, scope: str = "") -> list[dict[str, Any]]:
+        """The caller's effective permission grants on the subscription or a scope under it."""
+        from azure.core.rest import HttpRequest
+
+        url = (
+            f"{self.endpoint}/subscriptions/{subscription}{scope}"
+            f"/providers/Microsoft.Authorization/permissions?api-version={PERMISSIONS_API_VERSION}"
+        )
+        operation = "Microsoft.Authorization/permissions/read"
+        with azure_errors(subscription, operation):
+            answer = self.compute(subscription).send_request(HttpRequest("GET", url))
+            answer.raise_for_status()
+        try:
+            return list(answer.json().get("value", []))
+        except (ValueError, AttributeError) as exc:
+            raise ProviderError(
+                f"azure subscription {subscription}: {operation}: unreadable answer ({exc})",
+                provider=Provider.AZURE,
+                account=subscription,
+                operation=operation,
+            ) from exc
 
     def _cached(self, kind: str, subscription: str, cls: Callable[..., Any]) -> Any:
         key = (kind, subscription)

@@ -123,6 +123,34 @@ class GcpClients:
             ),
         )
 
+    def test_project_permissions(self, project: str, permissions: list[str]) -> set[str]:
+        """Which of `permissions` the caller holds on a project (Resource Manager v1)."""
+        from google.auth.transport.requests import AuthorizedSession
+
+        base = (
+            self._config.endpoints.resource_manager or "https://cloudresourcemanager.googleapis.com"
+        )
+        url = f"{base.rstrip('/')}/v1/projects/{project}:testIamPermissions"
+        operation = "resourcemanager.projects.testIamPermissions"
+        session = AuthorizedSession(self.credentials())  # type: ignore[no-untyped-call]
+        try:
+            answer = session.post(url, json={"permissions": permissions}, timeout=30)
+        except OSError as exc:  # requests' errors derive from IOError
+            raise ProviderError(
+                f"gcp project {project}: {operation}: {exc}",
+                provider=Provider.GCP,
+                account=project,
+                operation=operation,
+            ) from exc
+        if answer.status_code != 200:
+            raise ProviderError(
+                f"gcp project {project}: {operation}: {answer.status_code} {answer.text[:300]}",
+                provider=Provider.GCP,
+                account=project,
+                operation=operation,
+            )
+        return set(answer.json().get("permissions", []))
+
     def _cached(self, key: str, build: Callable[[], Any]) -> Any:
         with self._lock:
             client = self._clients.get(key)
