@@ -56,20 +56,33 @@ class ScanContext:
 def exclusion_reason(
     resource_id: str, tags: Mapping[str, str], exclusions: Exclusions, today: date
 ) -> str | None:
-    """Why a resource must be left alone (opt-out tag, keep-until date, allow-list), or None."""
-    if exclusions.skip_tag in tags:
-        return f"tagged {exclusions.skip_tag}"
-    keep = tags.get(exclusions.keep_until_tag)
+    """Why a resource must be left alone (opt-out tag, keep-until date, allow-list), or None.
+
+    GCP label keys cannot hold ':', so `costbot-skip` counts as `costbot:skip` (and likewise
+    for keep-until) on every cloud.
+    """
+    skip = _tag(tags, exclusions.skip_tag)
+    if skip is not None:
+        return f"tagged {skip[0]}"
+    keep = _tag(tags, exclusions.keep_until_tag)
     if keep is not None:
+        key, value = keep
         try:
-            until = date.fromisoformat(keep.strip())
+            until = date.fromisoformat(value.strip())
         except ValueError:
-            return f"tag {exclusions.keep_until_tag}={keep!r} is not a date; kept to be safe"
+            return f"tag {key}={value!r} is not a date; kept to be safe"
         if today <= until:
-            return f"tagged {exclusions.keep_until_tag}={until.isoformat()}"
+            return f"tagged {key}={until.isoformat()}"
     for entry in exclusions.resources:
         if entry.id == resource_id and (entry.until is None or today <= entry.until):
             return f"excluded in config: {entry.reason}"
+    return None
+
+
+def _tag(tags: Mapping[str, str], key: str) -> tuple[str, str] | None:
+    for spelling in dict.fromkeys((key, key.replace(":", "-"))):
+        if spelling in tags:
+            return spelling, tags[spelling]
     return None
 
 
