@@ -1,5 +1,6 @@
 """The demo cloud behind `costbot demo`: an in-process AWS emulator (moto) seeded with a small,
-realistic estate in two regions, scanned by the same scan -> store path as production.
+realistic estate in two regions, plus costbot's own GCP and Azure emulators (demo_clouds.py),
+all scanned by the same scan -> store path as production.
 
 The demo simulates history honestly: a first scan "8 days ago" (an injected clock), then
 today's scan, so idle clocks have run long enough for findings to be due.
@@ -18,17 +19,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from costbot.approvals import Decision, decide
 from costbot.cleanup import Cleaners, CleanupReport, CleanupRun, dry_run_findings
 from costbot.config import Config, load_config
 from costbot.costs.aws import AwsCosts
+from costbot.demo_clouds import emulated_gcp_azure
 from costbot.demo_costs import seed_cost_explorer
 from costbot.digest import build_digest
 from costbot.digest.chart import render_chart
 from costbot.digest.compute import Digest
 from costbot.errors import ConfigError
 from costbot.model import Kind
-from costbot.pricing import AwsPriceBook
 from costbot.scan import ScanReport, run_scan
 from costbot.slack.blocks import Message, summary_messages
 from costbot.store import Store, StoredFinding, utcnow
@@ -42,10 +45,12 @@ DEMO_ENV = {
     "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",
 }
 DEMO_CONFIG = """\
-# Written by `costbot demo`. The demo's AWS is an emulator; prices come from the bundled table.
+# Written by `costbot demo`. The demo's clouds are emulators that stop when the demo ends;
+# prices come from the bundled tables.
 providers:
   aws:
     regions: [us-east-1, eu-west-1]
+{clouds}
 pricing:
   source: bundled
 store:
@@ -104,32 +109,43 @@ def run_demo(
 ) -> DemoResult:
     """Seed the emulator, scan it twice (8 days ago and now), dry-run the findings, approve two
     and run the cleanup (a dry run unless `execute`)."""
-    from costbot.providers import build_providers
+    from costbot.providers import build_price_books, build_providers
 
     today = now or utcnow()
     workdir = Path(tempfile.mkdtemp(prefix="costbot-demo-"))
     store_path = (store_path or workdir / "costbot.db").resolve()
     config_path = workdir / "costbot.yaml"
-    config_path.write_text(
-        DEMO_CONFIG.format(store=store_path, execute=str(execute).lower()), encoding="utf-8"
-    )
-    config = load_config(config_path)
     store = Store(store_path)
     cleanup = None
     digest: Digest | None = None
     chart: Path | None = None
     messages: list[Message] = []
     slack_json: Path | None = None
-    with emulated_aws():
+    with emulated_aws(), emulated_gcp_azure(today) as clouds:
         import boto3
+
+        fragment = yaml.safe_dump(clouds, sort_keys=False)
+        config_path.write_text(
+            DEMO_CONFIG.format(
+                store=store_path,
+                execute=str(execute).lower(),
+                clouds="\n".join(f"  {line}" for line in fragment.splitlines()),
+            ),
+            encoding="utf-8",
+        )
+        config = load_config(config_path)
 
         for region in DEMO_REGIONS:
             seed_region(boto3.Session(region_name=region), region, today)
         earlier = today - timedelta(days=HISTORY_DAYS)
-        run_scan(config, store, build_providers(config), _prices(config, store), now=earlier)
+        run_scan(
+            config, store, build_providers(config), build_price_books(config, store), now=earlier
+        )
         for region in DEMO_REGIONS:
             seed_fresh_volume(boto3.Session(region_name=region), region)
-        report = run_scan(config, store, build_providers(config), _prices(config, store), now=today)
+        report = run_scan(
+            config, store, build_providers(config), build_price_books(config, store), now=today
+        )
         if cleaners_factory is not None:
             cleaners = cleaners_factory(config)
             ids = {f.id for f in report.findings}
@@ -162,20 +178,17 @@ def run_demo(
 
 
 def _demo_approvals(store: Store) -> list[str]:
-    """The demo's approver approves the priciest unattached volume and one unused IP."""
-    volumes = [
-        f
-        for f in store.findings(kind=Kind.IDLE_VOLUME)
-        if f.details.get("idle_reason") == "unattached"
-    ]
-    addresses = store.findings(kind=Kind.UNATTACHED_IP)
-    return [f.id for f in (volumes[:1] + addresses[:1])]
-
-
-def _prices(config: Config, store: Store) -> dict[Any, Any]:
-    from costbot.model import Provider
-
-    return {Provider.AWS: AwsPriceBook(live=False, store=store)}
+    """The demo's approver approves, on each cloud, its first unattached volume and unused IP."""
+    chosen: list[str] = []
+    for provider in ("aws", "gcp", "azure"):
+        volumes = [
+            f
+            for f in store.findings(kind=Kind.IDLE_VOLUME)
+            if f.provider == provider and f.details.get("idle_reason") == "unattached"
+        ]
+        addresses = [f for f in store.findings(kind=Kind.UNATTACHED_IP) if f.provider == provider]
+        chosen += [f.id for f in (volumes[:1] + addresses[:1])]
+    return chosen
 
 
 # -- seeding -----------------------------------------------------------------------------------

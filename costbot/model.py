@@ -173,6 +173,11 @@ class Inventory:
         return len(self.volumes) + len(self.addresses) + len(self.instances)
 
 
+def short_id(resource_id: str) -> str:
+    """The readable tail of a resource id: GCP paths and Azure ARM ids end with the name."""
+    return resource_id.rstrip("/").rsplit("/", maxsplit=1)[-1]
+
+
 def finding_id(unit: Unit, kind: Kind, resource_id: str) -> str:
     """The stable id of a finding: provider:account:region:kind:resource_id."""
     return f"{unit.provider}:{unit.account}:{unit.region}:{kind}:{resource_id}"

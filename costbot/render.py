@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from costbot.cleanup import CleanupReport
+from costbot.model import short_id
 from costbot.scan import ScanReport
 from costbot.slack.blocks import Message
 from costbot.store import Event, StoredFinding
@@ -62,10 +63,11 @@ def findings_table(findings: Sequence[StoredFinding], title: str = "Findings") -
     table.add_column("Status", no_wrap=True)
     for f in findings:
         label = KIND_LABELS.get(str(f.kind), str(f.kind))
-        name = f" [dim]{escape(f.name)}[/dim]" if f.name else ""
+        short = short_id(f.resource_id)
+        name = f" [dim]{escape(f.name)}[/dim]" if f.name and f.name != short else ""
         where = f"{f.provider} {f.region}" + (f"\n{f.account}" if len(accounts) > 1 else "")
         table.add_row(
-            f"{label}\n{escape(f.resource_id)}{name}",
+            f"{label}\n{escape(short)}{name}",
             where,
             f"{escape(f.reason)}\n[cyan]→ {escape(f.recommendation)}[/cyan]",
             usd(f.monthly_cost_usd),
@@ -162,7 +164,7 @@ def cleanup_table(report: CleanupReport) -> Table:
     for line in report.lines:
         style = STAGE_STYLES.get(str(line.stage), "")
         table.add_row(
-            f"{KIND_LABELS.get(line.kind, line.kind)}\n{escape(line.resource_id)}",
+            f"{KIND_LABELS.get(line.kind, line.kind)}\n{escape(short_id(line.resource_id))}",
             f"[{style}]{line.stage}[/{style}]" if style else str(line.stage),
             escape(line.text),
             usd(line.monthly_savings_usd),

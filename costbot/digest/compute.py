@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from costbot.model import ACTIVE_STATUSES, CostRow, Status
+from costbot.model import ACTIVE_STATUSES, CostRow, Status, short_id
 from costbot.store import StoredFinding
 
 TOP = 5
@@ -267,6 +267,7 @@ def _awaiting(findings: Sequence[StoredFinding], now: datetime) -> list[dict[str
         {
             "id": f.id,
             "resource_id": f.resource_id,
+            "name": short_id(f.resource_id),
             "kind": str(f.kind),
             "monthly_savings_usd": round(f.monthly_savings_usd, 2),
             "age_days": max(0, (now - f.first_seen).days),

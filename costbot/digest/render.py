@@ -87,7 +87,7 @@ def digest_markdown(d: Digest, *, markdown: bool = True) -> str:
         (
             "Awaiting approval",
             [
-                f"- {a['resource_id']} ({a['kind']}): "
+                f"- {a.get('name') or a['resource_id']} ({a['kind']}): "
                 f"${a['monthly_savings_usd']:,.2f}/month, {a['age_days']} days old"
                 for a in d.awaiting_approval
             ]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from costbot.model import Kind, Provider, Status
+from costbot.model import Kind, Provider, Status, short_id
 from costbot.store import StoredFinding
 
 ACTION_APPROVE = "costbot_approve"
@@ -108,12 +108,13 @@ def finding_blocks(
     decider: Decider | None = None,
 ) -> list[Block]:
     """The finding's section, then its buttons (or a context line saying what was decided)."""
-    name = f" _{escape(finding.name)}_" if finding.name else ""
+    short = short_id(finding.resource_id)
+    name = f" _{escape(finding.name)}_" if finding.name and finding.name != short else ""
     age = max(0, (now - finding.first_seen).days)
     kind = KIND_NAMES.get(finding.kind, str(finding.kind))
     cost, saves = _usd(finding.monthly_cost_usd), _usd(finding.monthly_savings_usd)
     lines = [
-        f"*{kind}* · `{escape(finding.resource_id)}`{name}",
+        f"*{kind}* · `{escape(short)}`{name}",
         f"{finding.provider} · {escape(finding.account)} · {escape(finding.region)}",
         escape(finding.reason),
         f"→ {escape(finding.recommendation)}",
@@ -149,7 +150,7 @@ def _buttons(finding: StoredFinding, actionable: Actionable) -> Block:
                         "type": "mrkdwn",
                         "text": _clip(
                             f"costbot will {escape(finding.recommendation)} for "
-                            f"`{escape(finding.resource_id)}` after a fresh dry run.",
+                            f"`{escape(short_id(finding.resource_id))}` after a fresh dry run.",
                             300,
                         ),
                     },
