@@ -31,6 +31,8 @@ from costbot.emulators.gcp_compute import (
 from costbot.emulators.gcp_http import JsonHttpEmulator, RecordedRequest
 
 PROJECT_PATH = re.compile(r"/compute/v1/projects/([^/]+)/")
+PROJECT_PERMISSIONS_PATH = re.compile(r"/v1/projects/([^/:]+):testIamPermissions")
+"""Cloud Resource Manager v1 projects.testIamPermissions (served on the same port)."""
 RESOURCE_PATH = re.compile(
     r"projects/(?P<project>[^/]+)/(?P<scope>(?:zones|regions)/[^/]+|global)"
     r"/(?P<collection>[^/]+)/(?P<name>[^/]+)(?:/(?P<action>[^/]+))?"
@@ -219,6 +221,8 @@ class GcpEmulator(JsonHttpEmulator):
         """Record and answer one request: (HTTP status, JSON body)."""
         with self._lock:
             self.requests.append(RecordedRequest(method, path, query, body))
+            if method == "POST" and (match := PROJECT_PERMISSIONS_PATH.fullmatch(path)):
+                return self._project_permissions(match.group(1), body)
             if path.startswith("/v1/"):
                 if self._billing_failure is not None:
                     return billing_error(*self._billing_failure)
@@ -227,6 +231,14 @@ class GcpEmulator(JsonHttpEmulator):
                 return 200, copy.deepcopy(self._compute(method, path, query, body))
             except ApiError as error:
                 return error.status, error.body
+
+    def _project_permissions(self, project: str, body: Any) -> tuple[int, Any]:
+        if project in self._failures:
+            error = ApiError(*self._failures[project])
+            return error.status, error.body
+        requested = _json_object(body).get("permissions", [])
+        granted = [p for p in requested if p not in self._denied.get(project, set())]
+        return 200, ({"permissions": granted} if granted else {})
 
     def _compute(self, method: str, path: str, query: dict[str, str], body: Any) -> Any:
         project = PROJECT_PATH.match(path)
