@@ -191,19 +191,22 @@ class MonitoringEmulator:
             if key[0] == name.group(1)
             and all(each.labels().get(k) in values for k, values in clauses.items())
         ]
-        built = [
-            answer
-            for each in series
-            if (answer := self._time_series(each, start, end, request.aggregation, period))
-        ]
         try:
             first = int(request.page_token or 0)
         except ValueError:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "bad page_token") from None
         size = min(self.page_size, request.page_size or self.page_size)
-        token = str(first + size) if first + size < len(built) else ""
+        built: list[monitoring_v3.TimeSeries] = []
+        index = first  # the token is the index of the next series to look at: pages cost O(page)
+        while index < len(series) and len(built) < size:
+            answer = self._time_series(series[index], start, end, request.aggregation, period)
+            if answer is not None:
+                built.append(answer)
+            index += 1
+        more = any(self._has_points(each, start, end) for each in series[index:])
+        token = str(index) if more else ""
         return monitoring_v3.ListTimeSeriesResponse(
-            time_series=built[first : first + size], next_page_token=token, unit="10^2.%"
+            time_series=built, next_page_token=token, unit="10^2.%"
         )
 
     @staticmethod
@@ -219,6 +222,10 @@ class MonitoringEmulator:
             message = f"alignment_period {period} must be a positive multiple of 3600s"
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, message)
         return period
+
+    @staticmethod
+    def _has_points(series: _Series, start: datetime, end: datetime) -> bool:
+        return any(start <= hour < end for hour in series.hourly)
 
     @staticmethod
     def _time_series(
