@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
 from costbot.scanners import exclusion_reason
@@ -177,11 +177,8 @@ class SnapshotAndDeleteVolume(AwsAction):
         tags = tags_of(volume)
         holders = [a["InstanceId"] for a in volume.get("Attachments", [])]
         if volume["State"] != "available" or holders:
-            where = f" to {', '.join(holders)}" if holders else f" ({volume['State']})"
-            return DryRun(
-                Readiness.CHANGED,
-                f"{finding.resource_id} is attached{where}; "
-                "costbot only removes unattached volumes",
+            return attached_disk(
+                finding, finding.resource_id, ", ".join(holders) or f"({volume['State']})"
             )
         params = {
             "volume_id": volume["VolumeId"],

@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, recreated
 from costbot.config import Exclusions
 from costbot.errors import CleanupError, ProviderError
-from costbot.providers.azure import ip_holders, wire
+from costbot.model import short_id
+from costbot.providers.azure import ip_holders, parse_time, wire
 from costbot.providers.azure_clients import AzureClients, parse_id, permits
 from costbot.scanners import SITE_RECOVERY_DISK, exclusion_reason
 from costbot.store import StoredFinding
@@ -135,10 +136,13 @@ class SnapshotAndDeleteDisk(AzureAction):
         if SITE_RECOVERY_DISK.search(disk["name"]):
             return DryRun(Readiness.REFUSED, f"{disk['name']} is an Azure Site Recovery disk")
         props = disk.get("properties", {})
+        other = recreated(finding, disk["name"], parse_time(props.get("timeCreated")))
+        if other is not None:
+            return other
         state = props.get("diskState", "")
         if disk.get("managedBy") or state != "Unattached":
-            holder = disk.get("managedBy") or state
-            return DryRun(Readiness.CHANGED, f"{disk['name']} is now in use ({holder})")
+            holder = short_id(disk.get("managedBy") or "") or f"({state})"
+            return attached_disk(finding, disk["name"], holder)
         params = {
             "disk_id": disk["id"],
             "location": disk["location"],
@@ -298,6 +302,13 @@ class DeletePublicIp(AzureAction):
         props = ip.get("properties", {})
         holders = ip_holders(props)
         address = props.get("ipAddress") or ip["name"]
+        approved = finding.details.get("ip")
+        if approved and address != approved:
+            return DryRun(
+                Readiness.CHANGED,
+                f"{ip['name']} now holds {address}, not the approved {approved}: re-created "
+                "since the scan",
+            )
         if holders:
             return DryRun(Readiness.CHANGED, f"{address} is now used by {holders[0]}")
         return DryRun(

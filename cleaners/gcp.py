@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, recreated
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
-from costbot.providers.gcp import last_segment
+from costbot.providers.gcp import last_segment, parse_time
 from costbot.providers.gcp_clients import GcpClients
 from costbot.scanners import exclusion_reason
 from costbot.store import StoredFinding
@@ -195,9 +195,12 @@ class SnapshotAndDeleteDisk(GcpAction):
         early = self._gone_or_excluded(finding, disk)
         if early is not None:
             return early
+        other = recreated(finding, disk.name, parse_time(disk.creation_timestamp))
+        if other is not None:
+            return other
         if disk.users:
             users = ", ".join(last_segment(u) for u in disk.users)
-            return DryRun(Readiness.CHANGED, f"{finding.resource_id} is attached to {users}")
+            return attached_disk(finding, disk.name, users)
         params = {
             "disk": disk.name,
             "self_link": disk.self_link,
@@ -383,6 +386,13 @@ class ReleaseAddress(GcpAction):
         early = self._gone_or_excluded(finding, address)
         if early is not None:
             return early
+        ip = finding.details.get("ip")
+        if ip and address.address != ip:
+            return DryRun(
+                Readiness.CHANGED,
+                f"{address.name} now holds {address.address}, not the approved {ip}: "
+                "re-reserved since the scan",
+            )
         if address.status != "RESERVED" or address.address_type != "EXTERNAL":
             users = ", ".join(last_segment(u) for u in address.users) or address.status
             return DryRun(Readiness.CHANGED, f"{address.address} is now in use ({users})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -82,3 +83,37 @@ class Cleaner(Protocol):
     def recover(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome | None:
         """After a crash between intent and result: the outcome if the action had completed."""
         ...
+
+
+def attached_disk(finding: StoredFinding, resource: str, holder: str) -> DryRun:
+    """The verdict on a disk found attached: never detached by costbot.
+
+    A finding about a disk of a long-stopped instance was attached all along: refusing says so
+    (the finding becomes failed, not resolved as if the waste were gone); any other finding's
+    disk has been attached since the scan, so the waste is gone.
+    """
+    if finding.details.get("idle_reason") == "attached_to_stopped_instance":
+        return DryRun(
+            Readiness.REFUSED,
+            f"{resource} is attached to {holder}: costbot never detaches disks; detach it or "
+            "remove the stopped instance, and the next scan reports it as unattached",
+        )
+    return DryRun(
+        Readiness.CHANGED,
+        f"{resource} is attached to {holder}; costbot only removes unattached volumes",
+    )
+
+
+def recreated(finding: StoredFinding, resource: str, created_at: datetime | None) -> DryRun | None:
+    """CHANGED when the resource under this name is not the one scanned (created at another
+    time: deleted and re-created since), so nobody approved acting on it; else None."""
+    seen = finding.details.get("created_at")
+    if not seen or created_at is None:
+        return None
+    if datetime.fromisoformat(str(seen)) != created_at:
+        return DryRun(
+            Readiness.CHANGED,
+            f"{resource} was re-created since the scan (created {created_at.isoformat()}, "
+            f"the approved one {seen}); it is not the resource that was approved",
+        )
+    return None

@@ -355,8 +355,9 @@ class ArmRoutes(ArmState):
 
     def _metrics(self, request: RecordedRequest, resource: str) -> Reply:
         key = "/" + resource.strip("/").lower()
+        subscription_scope = key.count("/") == 2  # /subscriptions/{id}: many VMs in one call
         stores: list[Any] = [self._disks, self._ips, self._vms, self._snapshots, self._cpu]
-        if not any(key in store for store in stores):
+        if not subscription_scope and not any(key in store for store in stores):
             return _not_found("/" + resource.strip("/"))
         names = [n.strip() for n in request.query.get("metricnames", CPU_METRIC).split(",")]
         wanted = [a.strip().lower() for a in request.query.get("aggregation", "Average").split(",")]
@@ -377,8 +378,23 @@ class ArmRoutes(ArmState):
         except (KeyError, ValueError) as exc:
             return Reply(400, error("BadRequest", f"Invalid metrics query: {exc}"))
         timeseries = []
-        series = self._cpu.get(key)
-        if series:
+        if subscription_scope:
+            chosen = self._regional_vms(request)
+            if isinstance(chosen, Reply):
+                return chosen
+            for vm_id in chosen:
+                timeseries.append(
+                    {
+                        "metadatavalues": [
+                            {
+                                "name": {"value": RESOURCE_ID_DIMENSION},
+                                "value": self._vms[vm_id].doc["id"],
+                            }
+                        ],
+                        "data": _buckets(self._cpu[vm_id], start, end, step, wanted),
+                    }
+                )
+        elif series := self._cpu.get(key):
             timeseries.append(
                 {"metadatavalues": [], "data": _buckets(series, start, end, step, wanted)}
             )
@@ -402,6 +418,26 @@ class ArmRoutes(ArmState):
             },
         )
 
+    def _regional_vms(self, request: RecordedRequest) -> list[str] | Reply:
+        """Subscription-scope metrics: the VMs of `region` with data, at most `top` of them."""
+        region = request.query.get("region", "").lower()
+        namespace = request.query.get("metricnamespace", "").lower()
+        where = request.query.get("$filter", "").replace(" ", "").lower()
+        if not region or namespace != "microsoft.compute/virtualmachines":
+            message = "region and metricnamespace=Microsoft.Compute/virtualMachines are required"
+            return Reply(400, error("BadRequest", message))
+        if where != f"{RESOURCE_ID_DIMENSION.lower()}eq'*'":
+            message = (
+                "the emulator answers one series per VM only ($filter=Microsoft.ResourceId eq '*')"
+            )
+            return Reply(400, error("BadRequest", message))
+        chosen = sorted(
+            vm_id
+            for vm_id, vm in self._vms.items()
+            if vm.doc["location"].lower() == region and vm_id in self._cpu
+        )
+        return chosen[: int(request.query.get("top", "10"))]
+
     def _permissions_of(self, sub: str) -> Reply:
         actions, not_actions = self._permissions.get(sub, (["*"], []))
         grant = {
@@ -411,6 +447,9 @@ class ArmRoutes(ArmState):
             "notDataActions": [],
         }
         return Reply(200, {"value": [grant]})
+
+
+RESOURCE_ID_DIMENSION = "Microsoft.ResourceId"
 
 
 def _buckets(

@@ -145,6 +145,7 @@ class GcpPriceBook:
 
     def _from_catalog(self, key: str) -> CachedPrice | None:
         from google.api_core.exceptions import GoogleAPICallError, RetryError
+        from google.auth.exceptions import GoogleAuthError
 
         with self._catalog_lock:
             if self._catalog is None:
@@ -154,7 +155,8 @@ class GcpPriceBook:
                     self._catalog = parse_catalog(
                         client.list_skus(parent=COMPUTE_SERVICE), self._now
                     )
-                except (GoogleAPICallError, RetryError) as exc:
+                except (GoogleAPICallError, RetryError, GoogleAuthError, OSError) as exc:
+                    # OSError: requests' transport errors (an unreachable endpoint)
                     self._live = False
                     self._catalog = {}
                     self.notes.append(

@@ -8,9 +8,8 @@ Every record carries its own location; every SDK error becomes a ProviderError.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,11 +27,13 @@ from costbot.model import (
 )
 from costbot.pricing.azure import vm_series
 from costbot.providers.azure_clients import AzureClients, azure_errors
-from costbot.providers.cpu import cpu_stats, with_cpu
+from costbot.providers.cpu import cpu_stats, metric_window, with_cpu
 from costbot.scanners import is_burstable
 
 CPU_METRIC = "Percentage CPU"
-METRIC_WORKERS = 8
+RESOURCE_ID_DIMENSION = "Microsoft.ResourceId"
+METRIC_TOP_SLACK = 10
+"""Extra series asked for per location (VMs created since the listing); `top` defaults to 10."""
 POWER_STATES = {"running": "running", "deallocated": "stopped", "stopped": "other"}
 """A merely stopped VM still holds (and bills) its compute; only a deallocated one is 'stopped'."""
 
@@ -111,7 +112,8 @@ class AzureProvider:
         if to_rate:
             for location in sorted({i.zone for i in to_rate}):
                 sizes |= self._sizes(sub, location)
-            stats = self._cpu(sub, [i.resource_id for i in to_rate], now)
+            population = Counter(i.zone for i in instances)  # every VM may answer, not just ours
+            stats = self._cpu(sub, to_rate, population, now)
             instances = [with_cpu(i, stats.get(i.resource_id)) for i in instances]
         return Inventory(unit, volumes, addresses, tuple(instances), sizes)
 
@@ -226,33 +228,52 @@ class AzureProvider:
 
     # -- Azure Monitor -------------------------------------------------------------------------
 
-    def _cpu(self, sub: str, vm_ids: list[str], now: datetime) -> dict[str, CpuStats]:
-        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        start = end - timedelta(days=self._rule.lookback_days)
+    def _cpu(
+        self, sub: str, vms: list[Instance], population: Counter[str], now: datetime
+    ) -> dict[str, CpuStats]:
+        """One subscription-scope Monitor call per location: a series per VM, split by the
+        Microsoft.ResourceId dimension (never one call per VM)."""
         whole_window = self._rule.peak_percentile >= 100
+        start, end = metric_window(now, self._rule.lookback_days, daily=whole_window)
         interval = "P1D" if whole_window else "PT1H"
         expected = self._rule.lookback_days * (1 if whole_window else 24)
         timespan = f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}/{end.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         monitor = self.clients.monitor(sub)
-
-        def one(vm_id: str) -> tuple[str, CpuStats | None]:
-            with azure_errors(sub, "Microsoft.Insights/metrics/read"):
-                answer = monitor.metrics.list(
-                    vm_id,
+        wanted = {vm.resource_id.lower(): vm.resource_id for vm in vms}
+        stats: dict[str, CpuStats] = {}
+        for location in sorted({vm.zone for vm in vms}):
+            with azure_errors(sub, "Microsoft.Insights/metrics/read", location):
+                answer = monitor.metrics.list_at_subscription_scope(
+                    location,
                     timespan=timespan,
                     interval=interval,
                     metricnames=CPU_METRIC,
                     aggregation="Average,Maximum",
+                    metricnamespace="Microsoft.Compute/virtualMachines",
+                    filter=f"{RESOURCE_ID_DIMENSION} eq '*'",
+                    top=population[location] + METRIC_TOP_SLACK,
                 )
-            averages: list[float] = []
-            maxima: list[float] = []
             for metric in answer.value or []:
                 for series in metric.timeseries or []:
-                    for point in series.data or []:
-                        if point.average is not None and point.maximum is not None:
-                            averages.append(float(point.average))
-                            maxima.append(float(point.maximum))
-            return vm_id, cpu_stats(averages, maxima, self._rule.peak_percentile, expected)
+                    vm_id = wanted.get(_resource_id_of(series).lower())
+                    if vm_id is None:
+                        continue
+                    points = [p for p in series.data or [] if p.average is not None]
+                    found = cpu_stats(
+                        [float(p.average) for p in points],
+                        [float(p.maximum) for p in points if p.maximum is not None],
+                        self._rule.peak_percentile,
+                        expected,
+                    )
+                    if found is not None:
+                        stats[vm_id] = found
+        return stats
 
-        with ThreadPoolExecutor(METRIC_WORKERS, thread_name_prefix="azure-metrics") as pool:
-            return {vm_id: stats for vm_id, stats in pool.map(one, vm_ids) if stats is not None}
+
+def _resource_id_of(series: Any) -> str:
+    """The Microsoft.ResourceId dimension value of a subscription-scope time series."""
+    for meta in series.metadatavalues or []:
+        name = getattr(meta.name, "value", "") or ""
+        if name.lower() == RESOURCE_ID_DIMENSION.lower():
+            return str(meta.value or "")
+    return ""

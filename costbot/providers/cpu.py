@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from costbot.model import CpuStats, Instance
 
@@ -29,6 +30,15 @@ def cpu_stats(
         points=len(averages),
         expected_points=expected,
     )
+
+
+def metric_window(now: datetime, days: int, daily: bool) -> tuple[datetime, datetime]:
+    """The look-back window [start, end): ending on the hour, or at midnight UTC when the
+    points are daily, so every daily bucket is a whole day and weighs the same."""
+    end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if daily:
+        end = end.replace(hour=0)
+    return end - timedelta(days=days), end
 
 
 def with_cpu(instance: Instance, cpu: CpuStats | None) -> Instance:

@@ -25,7 +25,7 @@ from costbot.model import (
     UnitFailure,
     Volume,
 )
-from costbot.providers.cpu import cpu_stats, with_cpu
+from costbot.providers.cpu import cpu_stats, metric_window, with_cpu
 from costbot.providers.gcp_clients import GcpClients, gcp_errors
 from costbot.scanners import is_burstable
 
@@ -237,11 +237,10 @@ class GcpProvider:
     def _cpu(self, project: str, now: datetime) -> dict[str, CpuStats]:
         from google.cloud import monitoring_v3
 
-        end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        lookback = timedelta(days=self._rule.lookback_days)
         # Hourly points when a percentile of the hourly maxima is asked for; daily ones when the
         # peak is the plain maximum (same mean and max, 24x fewer points, coverage still seen).
         period = 86400 if self._rule.peak_percentile >= 100 else 3600
+        start, end = metric_window(now, self._rule.lookback_days, daily=period == 86400)
         expected = self._rule.lookback_days * 86400 // period
         aligner = monitoring_v3.Aggregation.Aligner
         series: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -250,7 +249,7 @@ class GcpProvider:
                 "name": f"projects/{project}",
                 "filter": f'metric.type = "{CPU_METRIC}" AND resource.type = "gce_instance"',
                 "interval": {
-                    "start_time": {"seconds": int((end - lookback).timestamp())},
+                    "start_time": {"seconds": int(start.timestamp())},
                     "end_time": {"seconds": int(end.timestamp())},
                 },
                 "aggregation": {"alignment_period": {"seconds": period}, "per_series_aligner": how},
