@@ -610,6 +610,7 @@ def test_waste_savings_and_awaiting_approval_from_the_store(
         {
             "id": ids["vol-a"],
             "resource_id": "vol-a",
+            "name": "vol-a",
             "kind": "idle_volume",
             "monthly_savings_usd": 40.0,
             "age_days": 28,
@@ -617,6 +618,7 @@ def test_waste_savings_and_awaiting_approval_from_the_store(
         {
             "id": ids["disk-i"],
             "resource_id": "disk-i",
+            "name": "disk-i",
             "kind": "idle_volume",
             "monthly_savings_usd": 20.0,
             "age_days": 0,
@@ -624,6 +626,7 @@ def test_waste_savings_and_awaiting_approval_from_the_store(
         {
             "id": ids["eip-f"],
             "resource_id": "eip-f",
+            "name": "eip-f",
             "kind": "unattached_ip",
             "monthly_savings_usd": 7.3,
             "age_days": 5,
