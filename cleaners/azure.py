@@ -6,6 +6,7 @@ the waste rule and exclusions again, and the caller's effective permissions on t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -22,6 +23,15 @@ from costbot.store import StoredFinding
 
 log = logging.getLogger(__name__)
 MAX_TAGS = 50
+MAX_TAG_VALUE = 256
+
+
+def tag_value(value: str) -> str:
+    """A tag value within Azure's 256 characters: long ones become 'sha256:<hex>' (the group
+    and disk name tags still say where the snapshot came from)."""
+    if len(value) <= MAX_TAG_VALUE:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
 
 
 class ResourceGone(CleanupError):
@@ -238,8 +248,10 @@ class SnapshotAndDeleteDisk(AzureAction):
         parts = parse_id(finding.resource_id)
         snapshots = self._clients.compute(parts["subscription"]).snapshots
         ours = {
-            "costbot:source-disk": str(disk["disk_id"]),
-            "costbot:finding-id": finding.id,
+            "costbot:source-disk": tag_value(str(disk["disk_id"])),
+            "costbot:source-resource-group": parts["resource_group"],
+            "costbot:source-disk-name": parts["name"],
+            "costbot:finding-id": tag_value(finding.id),
             "costbot:action-id": str(action_id),
             "costbot:disk-size-gb": str(disk["size_gb"]),
             "costbot:disk-sku": str(disk["sku"]),

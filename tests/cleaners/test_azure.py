@@ -488,6 +488,8 @@ def test_execute_snapshots_then_deletes_and_the_snapshot_points_back(
     assert snapshot.tags == {
         "team": "data",
         "costbot:source-disk": disk,
+        "costbot:source-resource-group": RG,
+        "costbot:source-disk-name": "data",
         "costbot:finding-id": finding.id,
         "costbot:action-id": str(action.id),
         "costbot:disk-size-gb": "128",
@@ -1005,3 +1007,19 @@ def test_recover_starts_a_vm_left_deallocated_by_a_crash(resize_world: World) ->
 
     assert outcome is None  # not resized: the action goes through the rails again
     assert world.vm_state() == ("Standard_D8s_v5", "running")
+
+
+def test_snapshot_tags_stay_within_azures_256_characters(world: World) -> None:
+    long_name, long_group = "d" * 80, "rg-" + "g" * 60  # legal Azure names, long ids
+    disk = world.emu.add_disk(SUB, long_group, long_name, LOCATION, created=T - timedelta(days=60))
+    finding = world.scanned(Kind.IDLE_VOLUME, disk)
+    assert len(finding.id) > 256
+
+    report = world.run()
+
+    assert only_line(report, finding.id).stage is Stage.CLEANED
+    (snapshot,) = world.snapshots()
+    assert max(len(v) for v in snapshot.tags.values()) <= 256
+    assert snapshot.tags["costbot:source-disk-name"] == long_name
+    assert snapshot.tags["costbot:source-resource-group"] == long_group
+    assert snapshot.tags["costbot:finding-id"].startswith("sha256:")
