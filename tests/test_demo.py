@@ -117,3 +117,25 @@ def test_demo_command_prints_the_table_and_total_savings(tmp_path: Path) -> None
     assert out.exit_code == 0, out.output
     total = sum(f.monthly_savings_usd for f in Store(tmp_path / "d.db").findings())
     assert f"${total:,.2f}/month to save" in out.output
+
+
+def test_demo_slack_summary_offers_buttons_for_every_cloud(demo_with_cleaners: DemoResult) -> None:
+    values = [
+        element["value"]
+        for message in demo_with_cleaners.slack_messages
+        for block in message.blocks
+        if block.get("type") == "actions"
+        for element in block["elements"]
+        if element.get("action_id") == "costbot_approve"
+    ]
+    approvable = {value.split(":", 1)[0] for value in values}
+    assert approvable == {"aws", "gcp", "azure"}
+    ids = {f.id for f in demo_with_cleaners.findings}
+    assert set(values) <= ids
+
+
+@pytest.fixture(scope="module")
+def demo_with_cleaners(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    from cleaners import build_cleaners
+
+    return run_demo(tmp_path_factory.mktemp("demo2") / "demo.db", cleaners_factory=build_cleaners)
