@@ -42,10 +42,12 @@ def emulated_gcp_azure(now: datetime) -> Iterator[dict[str, Any]]:
                 "gcp": {
                     "projects": [GCP_PROJECT],
                     "credentials": "anonymous",
+                    "recommender": True,
                     "endpoints": {
                         "compute": gcp.endpoint,
                         "billing": gcp.endpoint,
                         "resource_manager": gcp.endpoint,
+                        "recommender": gcp.endpoint,
                         "monitoring": monitoring.target,
                         "monitoring_insecure": True,
                     },
@@ -161,6 +163,7 @@ def seed_gcp(gcp: Any, monitoring: Any, now: datetime) -> None:
     for name, where, size, disk_type, extra in disks:
         gcp.add_disk(p, where, name, size_gb=size, disk_type=disk_type, **{"created": old, **extra})
     gcp.add_address(p, "us-central1", "old-lb-ip", address="34.120.10.1", created=old)
+    seed_recommendations(gcp, now)
     gcp.add_address(p, None, "legacy-global-ip", address="34.117.20.2", created=old)
     gcp.add_address(
         p, "us-central1", "db-internal", address="10.0.0.5", address_type="INTERNAL", created=old
@@ -262,3 +265,50 @@ def seed_azure(azure: Any, now: datetime) -> None:
         ip="20.42.4.4",
         nat_gateway=f"{arm}/Microsoft.Network/natGateways/egress",
     )
+
+
+def _recommendation(resource: str, subtype: str, text: str, monthly_usd: float) -> dict[str, Any]:
+    return {
+        "name": f"projects/{GCP_PROJECT}/locations/-/recommenders/-/recommendations/{subtype}-1",
+        "description": text,
+        "recommenderSubtype": subtype,
+        "primaryImpact": {
+            "category": "COST",
+            "costProjection": {
+                "cost": {"currencyCode": "USD", "units": str(-int(monthly_usd))},
+                "duration": "2592000s",
+            },
+        },
+        "stateInfo": {"state": "ACTIVE"},
+        "content": {
+            "overview": {
+                "resourceName": f"//compute.googleapis.com/projects/{GCP_PROJECT}/{resource}"
+            }
+        },
+    }
+
+
+def seed_recommendations(gcp: Any, now: datetime) -> None:
+    """Google's own verdicts on two resources, shown beside costbot's as a second opinion."""
+    from costbot.providers import gcp_recommender as rec
+
+    zone = "us-central1-a"
+    gcp.add_recommendation(
+        GCP_PROJECT,
+        zone,
+        rec.DISKS,
+        _recommendation(
+            f"zones/{zone}/disks/old-build-cache",
+            "SNAPSHOT_AND_DELETE_DISK",
+            "Save cost by snapshotting and then deleting idle persistent disk 'old-build-cache'.",
+            20,
+        ),
+    )
+    machine = _recommendation(
+        f"zones/{zone}/instances/api-server",
+        "CHANGE_MACHINE_TYPE",
+        "Save cost by changing machine type from n2-standard-8 to n2-standard-2.",
+        160,
+    )
+    machine["content"]["overview"]["recommendedMachineType"] = {"name": "n2-standard-2"}
+    gcp.add_recommendation(GCP_PROJECT, zone, rec.MACHINE_TYPES, machine)

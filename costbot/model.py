@@ -99,6 +99,8 @@ class Volume:
     tags: Mapping[str, str] = field(default_factory=dict)
     detached_at: datetime | None = None
     """When the provider itself says the volume was last detached (GCP/Azure); None on AWS."""
+    second_opinion: Mapping[str, Any] = field(default_factory=dict)
+    """The provider's own recommendation about this resource, when asked (GCP Recommender)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ class Instance:
     zone: str = ""
     not_rated: str = ""
     """Why the provider cannot right-size this instance at all (e.g. a custom machine type)."""
+    second_opinion: Mapping[str, Any] = field(default_factory=dict)
+    """The provider's own recommendation about this instance, when asked (GCP Recommender)."""
 
 
 @dataclass(frozen=True, slots=True)

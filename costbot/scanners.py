@@ -185,6 +185,7 @@ def _volume_finding(
             "tags": dict(volume.tags),
             "created_at": volume.created_at.isoformat() if volume.created_at else None,
             "snapshot_monthly_cost_max_usd": round(volume.size_gb * SNAPSHOT_GB_MONTH_USD, 2),
+            **({"second_opinion": dict(volume.second_opinion)} if volume.second_opinion else {}),
             **extra,
         },
     )
@@ -354,6 +355,11 @@ def _instance_finding(
             "recommended_monthly_cost_usd": round(new_usd, 4),
             "managed_group": instance.managed_group,
             "tags": dict(instance.tags),
+            **(
+                {"second_opinion": dict(instance.second_opinion)}
+                if instance.second_opinion
+                else {}
+            ),
         },
     )
 

@@ -76,6 +76,7 @@ class GcpEndpoints(Strict):
     compute: Annotated[str | None, Field(pattern=r"^https?://")] = None
     billing: Annotated[str | None, Field(pattern=r"^https?://")] = None
     resource_manager: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    recommender: Annotated[str | None, Field(pattern=r"^https?://")] = None
     """Cloud Resource Manager (REST), used by `costbot doctor` to test project permissions."""
     monitoring: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9.\[\]:-]+:\d+$")] = None
     """gRPC target host:port of Cloud Monitoring."""
@@ -94,6 +95,9 @@ class GcpConfig(Strict):
     credentials: Literal["default", "anonymous"] = "default"
     """`default` = Application Default Credentials; `anonymous` only for local emulators."""
     endpoints: GcpEndpoints = GcpEndpoints()
+    recommender: bool = False
+    """Also read Google's Recommender (idle disks/addresses, machine types) as a second opinion
+    shown on each finding; needs the Recommender API and recommender.*Recommendations.list."""
 
 
 class AzureConfig(Strict):

@@ -32,6 +32,10 @@ from costbot.emulators.gcp_http import JsonHttpEmulator, RecordedRequest
 
 PROJECT_PATH = re.compile(r"/compute/v1/projects/([^/]+)/")
 PROJECT_PERMISSIONS_PATH = re.compile(r"/v1/projects/([^/:]+):testIamPermissions")
+RECOMMENDATIONS_PATH = re.compile(
+    r"/v1/projects/([^/]+)/locations/([^/]+)/recommenders/([^/]+)/recommendations"
+)
+"""Recommender v1 recommendations.list (served on the same port)."""
 """Cloud Resource Manager v1 projects.testIamPermissions (served on the same port)."""
 RESOURCE_PATH = re.compile(
     r"projects/(?P<project>[^/]+)/(?P<scope>(?:zones|regions)/[^/]+|global)"
@@ -69,6 +73,7 @@ class GcpEmulator(JsonHttpEmulator):
         self._resources: dict[Key, dict[str, Any]] = {}
         self._failures: dict[str, tuple[int, str]] = {}
         self._billing_failure: tuple[int, str] | None = None
+        self._recommendations: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
         self._denied: dict[str, set[str]] = {}
         self._ids = itertools.count(5_000_000_000_000_000_001)
         self._operations = itertools.count(1)
@@ -200,6 +205,15 @@ class GcpEmulator(JsonHttpEmulator):
         with self._lock:
             self._failures[project] = (status, message)
 
+    def add_recommendation(
+        self, project: str, location: str, recommender: str, recommendation: dict[str, Any]
+    ) -> None:
+        """Seed a Recommender recommendation (its documented JSON) under a location."""
+        with self._lock:
+            self._recommendations.setdefault((project, location, recommender), []).append(
+                copy.deepcopy(recommendation)
+            )
+
     def fail_billing(self, status: int, message: str) -> None:
         """Make every Cloud Billing Catalog request answer this HTTP error."""
         with self._lock:
@@ -223,6 +237,8 @@ class GcpEmulator(JsonHttpEmulator):
             self.requests.append(RecordedRequest(method, path, query, body))
             if method == "POST" and (match := PROJECT_PERMISSIONS_PATH.fullmatch(path)):
                 return self._project_permissions(match.group(1), body)
+            if method == "GET" and (match := RECOMMENDATIONS_PATH.fullmatch(path)):
+                return self._recommendations_page(match.groups(), query)
             if path.startswith("/v1/"):
                 if self._billing_failure is not None:
                     return billing_error(*self._billing_failure)
@@ -231,6 +247,21 @@ class GcpEmulator(JsonHttpEmulator):
                 return 200, copy.deepcopy(self._compute(method, path, query, body))
             except ApiError as error:
                 return error.status, error.body
+
+    def _recommendations_page(self, key: tuple[str, ...], query: dict[str, str]) -> tuple[int, Any]:
+        project, location, recommender = key
+        if project in self._failures:
+            error = ApiError(*self._failures[project])
+            return error.status, error.body
+        found = self._recommendations.get((project, location, recommender), [])
+        if "stateInfo.state = ACTIVE" in query.get("filter", ""):
+            found = [r for r in found if r.get("stateInfo", {}).get("state") == "ACTIVE"]
+        start = int(query.get("pageToken") or 0)
+        end = start + min(self.page_size, int(query.get("pageSize") or self.page_size))
+        answer: dict[str, Any] = {"recommendations": copy.deepcopy(found[start:end])}
+        if end < len(found):
+            answer["nextPageToken"] = str(end)
+        return 200, answer
 
     def _project_permissions(self, project: str, body: Any) -> tuple[int, Any]:
         if project in self._failures:

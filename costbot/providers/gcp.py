@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -115,7 +116,39 @@ class GcpProvider:
                 sizes |= self._sizes(project, zone)
             stats = self._cpu(project, now)
             instances = [with_cpu(i, stats.get(numeric_id)) for numeric_id, i in listed]
+        if self._config.recommender:
+            volumes, addresses, instances = self._with_opinions(
+                project, volumes, addresses, instances, to_rate
+            )
         return Inventory(unit, volumes, addresses, tuple(instances), sizes)
+
+    def _with_opinions(
+        self,
+        project: str,
+        volumes: tuple[Volume, ...],
+        addresses: tuple[Address, ...],
+        instances: list[Instance],
+        to_rate: list[Instance],
+    ) -> tuple[tuple[Volume, ...], tuple[Address, ...], list[Instance]]:
+        """The records with Google Recommender's opinion attached where it has one."""
+        from costbot.providers import gcp_recommender as rec
+
+        wanted = {
+            rec.DISKS: {v.zone for v in volumes if not v.attached_to},
+            rec.ADDRESSES: {a.unit.region for a in addresses if not a.associated},
+            rec.MACHINE_TYPES: {i.zone for i in to_rate},
+        }
+        found = rec.second_opinions(self.clients, project, wanted, self._retry())
+        return (
+            tuple(replace(v, second_opinion=found.get(v.resource_id, {})) for v in volumes),
+            tuple(
+                replace(a, details={**a.details, "second_opinion": found[a.resource_id]})
+                if a.resource_id in found
+                else a
+                for a in addresses
+            ),
+            [replace(i, second_opinion=found.get(i.resource_id, {})) for i in instances],
+        )
 
     # -- Compute listings --------------------------------------------------------------------
 

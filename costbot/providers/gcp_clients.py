@@ -26,7 +26,7 @@ def gcp_errors(project: str, operation: str, region: str = "*") -> Iterator[None
 
     try:
         yield
-    except (GoogleAPIError, GoogleAuthError) as exc:
+    except (GoogleAPIError, GoogleAuthError, OSError) as exc:  # OSError: requests' transport
         detail = getattr(exc, "message", None) or str(exc)
         code = getattr(exc, "code", None)
         status = f"{int(code)} " if isinstance(code, int) else ""
@@ -109,6 +109,19 @@ class GcpClients:
             )
 
         return self._cached("monitoring", build)
+
+    def recommender(self) -> Any:
+        """The Recommender client (REST), for Google's own second opinion."""
+        from google.cloud import recommender_v1
+
+        return self._cached(
+            "recommender",
+            lambda: recommender_v1.RecommenderClient(
+                credentials=self.credentials(),
+                transport="rest",
+                client_options=self._options(self._config.endpoints.recommender),
+            ),
+        )
 
     def catalog(self) -> Any:
         """The Cloud Billing CloudCatalogClient (REST), for live prices."""

@@ -121,6 +121,9 @@ def finding_blocks(
         f"Costs {cost}/mo · saves *{saves}/mo* · "
         + (f"found {age} day{'s' if age != 1 else ''} ago" if age else "new today"),
     ]
+    opinion = finding.details.get("second_opinion")
+    if isinstance(opinion, dict) and opinion.get("summary"):
+        lines.append(f"Google Recommender: {escape(str(opinion['summary']))}")
     if finding.dry_run_verdict:
         mark = "✅" if finding.dry_run_ok else "⚠️"
         lines.append(f"Dry run: {mark} {escape(finding.dry_run_verdict)}")

@@ -719,3 +719,99 @@ def test_an_unreachable_billing_catalog_falls_back_to_bundled_prices(world: Worl
     assert finding.monthly_cost_usd == pytest.approx(pd_monthly(100, "pd-standard"))
     assert finding.price_source == "bundled"
     assert any("bundled" in note for note in report.notes)
+
+
+# -- Google Recommender as a second opinion ----------------------------------------------------
+
+RECOMMENDER_ON = """
+rules:
+  unattached_ip:
+    min_unattached_days: 0
+"""
+
+
+def recommendation(resource: str, subtype: str, monthly: int, state: str = "ACTIVE") -> Any:
+    return {
+        "name": f"projects/{P}/locations/x/recommenders/y/recommendations/{subtype}",
+        "description": f"{subtype} for {resource}",
+        "recommenderSubtype": subtype,
+        "primaryImpact": {
+            "category": "COST",
+            "costProjection": {
+                "cost": {"currencyCode": "USD", "units": str(-monthly)},
+                "duration": "2592000s",  # 30 days: costbot rescales to its 730-hour month
+            },
+        },
+        "stateInfo": {"state": state},
+        "content": {
+            "overview": {"resourceName": f"//compute.googleapis.com/projects/{P}/{resource}"}
+        },
+    }
+
+
+def with_recommender(world: World, endpoint: str | None = None) -> Config:
+    data = {"providers": {"gcp": gcp_section(world.emu, (P,))}}
+    data["providers"]["gcp"]["recommender"] = True
+    data["providers"]["gcp"]["endpoints"]["recommender"] = endpoint or world.emu.endpoint
+    return make_config(yaml.safe_dump(data) + textwrap.dedent(RECOMMENDER_ON))
+
+
+def test_google_recommender_verdicts_ride_along_as_a_second_opinion(world: World) -> None:
+    from costbot.providers import gcp_recommender as rec
+
+    emu = world.emu
+    emu.add_disk(P, Z, "idle", created=OLD, last_attach=OLD, last_detach=NOW - timedelta(days=30))
+    emu.add_disk(P, Z, "dismissed", created=OLD, last_attach=OLD, last_detach=OLD)
+    emu.add_address(P, None, "spare", address="34.9.9.9", created=OLD)
+    world.instance("api", "n2-standard-8", mean=0.03, peak=0.15)
+    disk_rec = recommendation(f"zones/{Z}/disks/idle", "SNAPSHOT_AND_DELETE_DISK", 4)
+    emu.add_recommendation(P, Z, rec.DISKS, disk_rec)
+    gone = recommendation(f"zones/{Z}/disks/dismissed", "DELETE_DISK", 4, state="DISMISSED")
+    emu.add_recommendation(P, Z, rec.DISKS, gone)
+    emu.add_recommendation(
+        P, "global", rec.ADDRESSES, recommendation("global/addresses/spare", "DELETE_ADDRESS", 7)
+    )
+    machine = recommendation(f"zones/{Z}/instances/api", "CHANGE_MACHINE_TYPE", 150)
+    machine["content"]["overview"]["recommendedMachineType"] = {"name": "n2-standard-2"}
+    emu.add_recommendation(P, Z, rec.MACHINE_TYPES, machine)
+
+    report = world.scan(with_recommender(world))
+
+    assert_ok(report)
+    disks = {f.name: f for f in found(report, Kind.IDLE_VOLUME).values()}
+    opinion = disks["idle"].details["second_opinion"]
+    assert opinion["subtype"] == "SNAPSHOT_AND_DELETE_DISK"
+    assert opinion["monthly_savings_usd"] == pytest.approx(4 * 730 / 720, abs=0.01)
+    assert "second_opinion" not in disks["dismissed"].details  # only ACTIVE ones count
+    [address] = found(report, Kind.UNATTACHED_IP).values()
+    assert address.details["second_opinion"]["subtype"] == "DELETE_ADDRESS"
+    [instance] = found(report, Kind.OVERSIZED_INSTANCE).values()
+    assert instance.details["second_opinion"]["recommended_type"] == "n2-standard-2"
+    asked = {r.path for r in emu.requests if "/recommenders/" in r.path}
+    assert asked == {
+        f"/v1/projects/{P}/locations/{Z}/recommenders/{rec.DISKS}/recommendations",
+        f"/v1/projects/{P}/locations/global/recommenders/{rec.ADDRESSES}/recommendations",
+        f"/v1/projects/{P}/locations/{Z}/recommenders/{rec.MACHINE_TYPES}/recommendations",
+    }
+
+
+def test_an_unreachable_recommender_never_fails_the_scan(world: World) -> None:
+    world.emu.add_disk(P, Z, "idle", created=OLD, last_attach=OLD, last_detach=OLD)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+
+    report = world.scan(with_recommender(world, f"http://127.0.0.1:{port}"))
+
+    assert_ok(report)
+    [disk] = found(report, Kind.IDLE_VOLUME).values()
+    assert "second_opinion" not in disk.details
+
+
+def test_the_recommender_is_not_asked_unless_configured(world: World) -> None:
+    world.emu.add_disk(P, Z, "idle", created=OLD, last_attach=OLD, last_detach=OLD)
+
+    assert_ok(world.scan())
+
+    assert not [r for r in world.emu.requests if "/recommenders/" in r.path]
