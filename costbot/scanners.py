@@ -356,9 +356,7 @@ def _instance_finding(
             "managed_group": instance.managed_group,
             "tags": dict(instance.tags),
             **(
-                {"second_opinion": dict(instance.second_opinion)}
-                if instance.second_opinion
-                else {}
+                {"second_opinion": dict(instance.second_opinion)} if instance.second_opinion else {}
             ),
         },
     )
