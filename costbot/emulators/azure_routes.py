@@ -5,34 +5,26 @@ operations (answered at once, polled through Azure-AsyncOperation), metrics and 
 from __future__ import annotations
 
 import copy
-import re
-import statistics
 import urllib.parse
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from costbot.emulators.azure_catalog import VM_SIZES
+from costbot.emulators.azure_metrics import MetricsRoutes, dig, not_found
 from costbot.emulators.azure_state import (
     SIZES_BY_NAME,
-    ArmState,
     RecordedRequest,
     Reply,
     VmRecord,
     arm_time,
+    disk_performance,
     error,
 )
 
-_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", re.IGNORECASE)
 _POWER = {"poweroff": "stopped", "deallocate": "deallocated", "start": "running"}
 _VM_KEYS = {"id", "name", "type", "location", "tags", "properties", "plan", "identity", "zones"}
 _DISK_KEYS = {"tags", "properties", "sku"}
-_MAX_POINTS = 50_000
-CPU_METRIC = "Percentage CPU"
-
-
-def _not_found(path: str) -> Reply:
-    return Reply(404, error("ResourceNotFound", f"The Resource '{path}' was not found."))
 
 
 def _is(parts: list[str], *pattern: str) -> bool:
@@ -53,38 +45,7 @@ def _bad_body(kind: str, body: Any, allowed: set[str]) -> Reply | None:
     return None
 
 
-def _dig(body: Any, *keys: str) -> Any:
-    """body[k1][k2]..., or None where a level is missing or not an object."""
-    for key in keys:
-        body = body.get(key) if isinstance(body, dict) else None
-    return body
-
-
-def _hours(duration: str) -> int:
-    """Whole hours in an ISO 8601 duration; ValueError unless a positive multiple of PT1H."""
-    match = _DURATION.fullmatch(duration)
-    if match is None or duration.upper() in ("P", "PT"):
-        raise ValueError(f"unsupported interval {duration!r}")
-    days, hours, minutes = (int(group or 0) for group in match.groups())
-    total = (days * 24 + hours) * 60 + minutes
-    if total <= 0 or total % 60:
-        raise ValueError(
-            f"the emulator keeps hourly data; interval must be a multiple of PT1H: {duration}"
-        )
-    return total // 60
-
-
-def _timespan(text: str) -> tuple[datetime, datetime]:
-    start_text, _, end_text = text.partition("/")
-    start, end = datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
-    start = start if start.tzinfo else start.replace(tzinfo=UTC)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    if end <= start:
-        raise ValueError(f"timespan ends before it starts: {text}")
-    return start, end
-
-
-class ArmRoutes(ArmState):
+class ArmRoutes(MetricsRoutes):
     """Answers ARM requests from the seeded state."""
 
     def _answer_arm(self, request: RecordedRequest, base_url: str) -> Reply:
@@ -191,7 +152,7 @@ class ArmRoutes(ArmState):
     def _operation(self, operation: str, path: str) -> Reply:
         started = self._operations.get(operation)
         if started is None:
-            return _not_found(path)
+            return not_found(path)
         return Reply(
             200,
             {"name": operation, "status": "Succeeded", "startTime": started, "endTime": started},
@@ -206,12 +167,12 @@ class ArmRoutes(ArmState):
         if kind == ("microsoft.compute", "virtualmachines"):
             vm = self._vms.get(key)
             if vm is None:
-                return _not_found(shown)
+                return not_found(shown)
             return self._vm_route(request, vm, extra, base_url)
         if extra:
             return Reply(404, error("InvalidResourceType", f"No route for {request.path}"))
         handlers = {
-            ("microsoft.compute", "disks"): (("GET", "PATCH", "DELETE"), self._disk),
+            ("microsoft.compute", "disks"): (("GET", "PUT", "PATCH", "DELETE"), self._disk),
             ("microsoft.compute", "snapshots"): (("GET", "PUT"), self._snapshot),
             ("microsoft.network", "publicipaddresses"): (("GET", "DELETE"), self._ip),
         }
@@ -221,9 +182,11 @@ class ArmRoutes(ArmState):
         return self._only(request, *methods) or handler(request, key, shown, base_url)
 
     def _disk(self, request: RecordedRequest, key: str, shown: str, base_url: str) -> Reply:
+        if request.method == "PUT":
+            return self._disk_from_snapshot(request, key, shown, base_url)
         disk = self._disks.get(key)
         if disk is None:
-            return _not_found(shown)
+            return not_found(shown)
         if request.method == "GET":
             return Reply(200, copy.deepcopy(disk))
         if request.method == "PATCH":
@@ -231,7 +194,7 @@ class ArmRoutes(ArmState):
             if invalid is not None:
                 return invalid
             if "tags" in request.body:
-                disk["tags"] = dict(_dig(request.body, "tags") or {})
+                disk["tags"] = dict(dig(request.body, "tags") or {})
             return self._accepted(request, base_url, disk["location"], 200, copy.deepcopy(disk))
         state = disk["properties"]["diskState"]
         if disk.get("managedBy") or state != "Unattached":
@@ -241,15 +204,56 @@ class ArmRoutes(ArmState):
         del self._disks[key]
         return self._accepted(request, base_url, disk["location"])
 
+    def _disk_from_snapshot(
+        self, request: RecordedRequest, key: str, shown: str, base_url: str
+    ) -> Reply:
+        """A new disk copied from one of this emulator's snapshots (what a restore sends)."""
+        body = request.body
+        creation = dig(body, "properties", "creationData") or {}
+        source = self._snapshots.get(str(creation.get("sourceResourceId", "")).lower())
+        if not body.get("location"):
+            return Reply(400, error("LocationRequired", "The location property is required."))
+        if creation.get("createOption") != "Copy" or source is None:
+            message = "creationData needs createOption Copy and the id of an existing snapshot."
+            return Reply(400, error("InvalidParameter", message))
+        if key in self._disks:
+            return Reply(409, error("Conflict", f"Disk {shown} already exists."))
+        size = int(dig(body, "properties", "diskSizeGB") or source["properties"]["diskSizeGB"])
+        sku = str((body.get("sku") or {}).get("name") or "Standard_LRS")
+        tier, iops, mbps = disk_performance(sku, size)
+        disk: dict[str, Any] = {
+            "id": shown,
+            "name": shown.rsplit("/", 1)[-1],
+            "type": "Microsoft.Compute/disks",
+            "location": body["location"],
+            "tags": dict(body.get("tags") or {}),
+            "sku": {"name": sku, "tier": "Premium" if sku.startswith("Premium") else "Standard"},
+            "properties": {
+                "creationData": {"createOption": "Copy", "sourceResourceId": source["id"]},
+                "diskSizeGB": size,
+                "diskIOPSReadWrite": iops,
+                "diskMBpsReadWrite": mbps,
+                "timeCreated": arm_time(datetime.now(UTC)),
+                "provisioningState": "Succeeded",
+                "diskState": "Unattached",
+                "uniqueId": str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+                **({"tier": tier} if sku.startswith("Premium") else {}),
+            },
+        }
+        if body.get("zones"):
+            disk["zones"] = list(body["zones"])
+        self._disks[key] = disk
+        return self._accepted(request, base_url, body["location"], 202, copy.deepcopy(disk))
+
     def _snapshot(self, request: RecordedRequest, key: str, shown: str, base_url: str) -> Reply:
         if request.method == "GET":
             found = self._snapshots.get(key)
-            return _not_found(shown) if found is None else Reply(200, copy.deepcopy(found))
+            return not_found(shown) if found is None else Reply(200, copy.deepcopy(found))
         body = request.body
         invalid = _bad_body("Snapshot", body, _VM_KEYS | {"sku"})
         if invalid is not None:
             return invalid
-        creation = _dig(body, "properties", "creationData") or {}
+        creation = dig(body, "properties", "creationData") or {}
         source = self._disks.get(str(creation.get("sourceResourceId", "")).lower())
         if not body.get("location"):
             return Reply(400, error("LocationRequired", "The location property is required."))
@@ -272,7 +276,7 @@ class ArmRoutes(ArmState):
                 },
                 "diskSizeGB": size,
                 "diskSizeBytes": size * 1024**3,
-                "incremental": bool(_dig(body, "properties", "incremental")),
+                "incremental": bool(dig(body, "properties", "incremental")),
                 "timeCreated": arm_time(datetime.now(UTC)),
                 "provisioningState": "Succeeded",
                 "diskState": "Unattached",
@@ -286,7 +290,7 @@ class ArmRoutes(ArmState):
     def _ip(self, request: RecordedRequest, key: str, shown: str, base_url: str) -> Reply:
         address = self._ips.get(key)
         if address is None:
-            return _not_found(shown)
+            return not_found(shown)
         if request.method == "GET":
             return Reply(200, copy.deepcopy(address))
         properties = address["properties"]
@@ -335,7 +339,7 @@ class ArmRoutes(ArmState):
         invalid = _bad_body(kind, request.body, _VM_KEYS)
         if invalid is not None:
             return invalid
-        wanted = _dig(request.body, "properties", "hardwareProfile", "vmSize")
+        wanted = dig(request.body, "properties", "hardwareProfile", "vmSize")
         current = vm.doc["properties"]["hardwareProfile"]["vmSize"]
         if wanted and str(wanted).lower() != current.lower():
             available = self._available_sizes(vm)
@@ -349,94 +353,9 @@ class ArmRoutes(ArmState):
                 return Reply(409, error("OperationNotAllowed", message))
             vm.doc["properties"]["hardwareProfile"]["vmSize"] = SIZES_BY_NAME[wanted.lower()].name
         if "tags" in request.body:
-            vm.doc["tags"] = dict(_dig(request.body, "tags") or {})
+            vm.doc["tags"] = dict(dig(request.body, "tags") or {})
         body = self._vm_doc(vm, with_view=False)
         return self._accepted(request, base_url, vm.doc["location"], 200, body)
-
-    def _metrics(self, request: RecordedRequest, resource: str) -> Reply:
-        key = "/" + resource.strip("/").lower()
-        subscription_scope = key.count("/") == 2  # /subscriptions/{id}: many VMs in one call
-        stores: list[Any] = [self._disks, self._ips, self._vms, self._snapshots, self._cpu]
-        if not subscription_scope and not any(key in store for store in stores):
-            return _not_found("/" + resource.strip("/"))
-        names = [n.strip() for n in request.query.get("metricnames", CPU_METRIC).split(",")]
-        wanted = [a.strip().lower() for a in request.query.get("aggregation", "Average").split(",")]
-        interval = request.query.get("interval", "PT1H")
-        try:
-            unknown = [name for name in names if name.lower() != CPU_METRIC.lower()]
-            if unknown:
-                raise ValueError(
-                    f"Failed to find metric configuration for metric: {unknown[0]}, "
-                    f"Valid metrics: {CPU_METRIC}"
-                )
-            if set(wanted) - {"average", "maximum"}:
-                raise ValueError(f"the emulator keeps Average and Maximum only, not {wanted}")
-            step = timedelta(hours=_hours(interval))
-            start, end = _timespan(request.query["timespan"])
-            if (end - start) / step > _MAX_POINTS:
-                raise ValueError("Query timespan holds too many data points.")
-        except (KeyError, ValueError) as exc:
-            return Reply(400, error("BadRequest", f"Invalid metrics query: {exc}"))
-        timeseries = []
-        if subscription_scope:
-            chosen = self._regional_vms(request)
-            if isinstance(chosen, Reply):
-                return chosen
-            for vm_id in chosen:
-                timeseries.append(
-                    {
-                        "metadatavalues": [
-                            {
-                                "name": {"value": RESOURCE_ID_DIMENSION},
-                                "value": self._vms[vm_id].doc["id"],
-                            }
-                        ],
-                        "data": _buckets(self._cpu[vm_id], start, end, step, wanted),
-                    }
-                )
-        elif series := self._cpu.get(key):
-            timeseries.append(
-                {"metadatavalues": [], "data": _buckets(series, start, end, step, wanted)}
-            )
-        value = {
-            "id": f"/{resource.strip('/')}/providers/Microsoft.Insights/metrics/{CPU_METRIC}",
-            "type": "Microsoft.Insights/metrics",
-            "name": {"value": CPU_METRIC, "localizedValue": CPU_METRIC},
-            "displayDescription": "The percentage of allocated compute units in use.",
-            "unit": "Percent",
-            "timeseries": timeseries,
-            "errorCode": "Success",
-        }
-        return Reply(
-            200,
-            {
-                "cost": 0,
-                "timespan": request.query["timespan"],
-                "interval": interval,
-                "value": [value],
-                "namespace": "Microsoft.Compute/virtualMachines",
-            },
-        )
-
-    def _regional_vms(self, request: RecordedRequest) -> list[str] | Reply:
-        """Subscription-scope metrics: the VMs of `region` with data, at most `top` of them."""
-        region = request.query.get("region", "").lower()
-        namespace = request.query.get("metricnamespace", "").lower()
-        where = request.query.get("$filter", "").replace(" ", "").lower()
-        if not region or namespace != "microsoft.compute/virtualmachines":
-            message = "region and metricnamespace=Microsoft.Compute/virtualMachines are required"
-            return Reply(400, error("BadRequest", message))
-        if where != f"{RESOURCE_ID_DIMENSION.lower()}eq'*'":
-            message = (
-                "the emulator answers one series per VM only ($filter=Microsoft.ResourceId eq '*')"
-            )
-            return Reply(400, error("BadRequest", message))
-        chosen = sorted(
-            vm_id
-            for vm_id, vm in self._vms.items()
-            if vm.doc["location"].lower() == region and vm_id in self._cpu
-        )
-        return chosen[: int(request.query.get("top", "10"))]
 
     def _permissions_of(self, sub: str) -> Reply:
         actions, not_actions = self._permissions.get(sub, (["*"], []))
@@ -447,28 +366,3 @@ class ArmRoutes(ArmState):
             "notDataActions": [],
         }
         return Reply(200, {"value": [grant]})
-
-
-RESOURCE_ID_DIMENSION = "Microsoft.ResourceId"
-
-
-def _buckets(
-    series: list[tuple[datetime, float, float]],
-    start: datetime,
-    end: datetime,
-    step: timedelta,
-    wanted: list[str],
-) -> list[dict[str, Any]]:
-    """Every interval of the timespan; the ones with data carry the wanted aggregations."""
-    points = []
-    moment = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    while moment < end:
-        inside = [(avg, peak) for hour, avg, peak in series if moment <= hour < moment + step]
-        point: dict[str, Any] = {"timeStamp": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
-        if inside and "average" in wanted:
-            point["average"] = statistics.fmean(avg for avg, _ in inside)
-        if inside and "maximum" in wanted:
-            point["maximum"] = max(peak for _, peak in inside)
-        points.append(point)
-        moment += step
-    return points

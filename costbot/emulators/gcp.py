@@ -44,6 +44,7 @@ RESOURCE_PATH = re.compile(
 AGGREGATED_PATH = re.compile(r"projects/([^/]+)/aggregated/(disks|addresses|instances)")
 MACHINE_TYPES_PATH = re.compile(r"projects/([^/]+)/zones/([^/]+)/machineTypes(?:/([^/]+))?")
 SNAPSHOTS_PATH = re.compile(r"projects/([^/]+)/global/snapshots")
+DISKS_PATH = re.compile(r"projects/([^/]+)/zones/([^/]+)/disks")
 Key = tuple[str, str, str, str]
 """(project, scope, collection, name), scope being "zones/z", "regions/r" or "global"."""
 
@@ -285,6 +286,8 @@ class GcpEmulator(JsonHttpEmulator):
             self_link = f"projects/{match.group(1)}/global/snapshots"
             items = [resource for _, resource in snapshots]
             return list_page("compute#snapshotList", self_link, items, query, self.page_size)
+        if method == "POST" and (match := DISKS_PATH.fullmatch(route)):
+            return self._insert_disk(match.group(1), match.group(2), _json_object(body))
         match = RESOURCE_PATH.fullmatch(route)
         if match is None:
             raise ApiError(404, f"emulator: no route for {method} {path}", "notFound")
@@ -385,6 +388,35 @@ class GcpEmulator(JsonHttpEmulator):
         }
         self._resources[snapshot_key] = snapshot
         return self._operation(key, "createSnapshot")
+
+    def _insert_disk(self, project: str, zone: str, body: dict[str, Any]) -> Any:
+        """disks.insert, from a snapshot of this project (what `costbot restore` sends)."""
+        name, source = body.get("name"), str(body.get("sourceSnapshot", ""))
+        if not name:
+            raise ApiError(400, "Required field 'resource.name' not specified", "required")
+        key = (project, f"zones/{zone}", "disks", str(name))
+        if key in self._resources:
+            raise ApiError(409, f"The resource '{_path(key)}' already exists", "alreadyExists")
+        snapshot = self._resources.get((project, "global", "snapshots", source.rsplit("/", 1)[-1]))
+        if source and snapshot is None:
+            raise not_found(source)
+        zone_url = f"{API}/projects/{project}/zones/{zone}"
+        disk_type = str(body.get("type", "pd-standard")).rsplit("/", 1)[-1]
+        self._resources[key] = {
+            "kind": "compute#disk",
+            "id": str(next(self._ids)),
+            "creationTimestamp": rfc3339(datetime.now(UTC)),
+            "name": name,
+            "sizeGb": str(body.get("sizeGb") or (snapshot or {}).get("diskSizeGb", "10")),
+            "zone": zone_url,
+            "status": "READY",
+            "type": f"{zone_url}/diskTypes/{disk_type}",
+            "users": [],
+            "sourceSnapshot": (snapshot or {}).get("selfLink", ""),
+            "selfLink": f"{API}/{_path(key)}",
+            **self._labelled(body.get("labels")),
+        }
+        return self._operation(key, "insert")
 
     def _set_labels(self, key: Key, body: dict[str, Any]) -> Any:
         disk = self._resources[key]
