@@ -3,26 +3,13 @@ deleting it — same AZ, type, size, IOPS/throughput and tags."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError, WaiterError
 
 from cleaners.aws import SNAPSHOT_TAG_PREFIX, ClientSource, tags_of
+from costbot.actions import Restored
 from costbot.errors import CleanupError
-
-
-@dataclass(frozen=True, slots=True)
-class Restored:
-    """A volume recreated from a costbot snapshot."""
-
-    volume_id: str
-    snapshot_id: str
-    source_volume: str
-    finding_id: str
-    zone: str
-    volume_type: str
-    size_gb: int
 
 
 class RestoreVolume:

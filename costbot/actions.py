@@ -117,3 +117,16 @@ def recreated(finding: StoredFinding, resource: str, created_at: datetime | None
             f"the approved one {seen}); it is not the resource that was approved",
         )
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A volume recreated from a costbot snapshot."""
+
+    volume_id: str
+    snapshot_id: str
+    source_volume: str
+    finding_id: str
+    zone: str
+    volume_type: str
+    size_gb: int

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from costbot.actions import Restored
 from costbot.approvals import Decision, decide
 from costbot.cleanup import CleanupReport, CleanupRun, Stage
 from costbot.cli.base import (
@@ -21,9 +22,9 @@ from costbot.cli.base import (
 )
 from costbot.config import Config
 from costbot.errors import CleanupError, ConfigError, CostbotError, UnknownFindingError
-from costbot.model import Provider, Unit
+from costbot.model import Provider, Unit, short_id
 from costbot.render import cleanup_table, console, history_table
-from costbot.store import utcnow
+from costbot.store import StoredFinding, utcnow
 
 
 def _decide(
@@ -134,11 +135,36 @@ def history(app: AppContext, finding_id: str, fmt: str) -> None:
 @click.option("--by", "by", default="cli", show_default=True, help="Who restores (recorded).")
 @click.pass_obj
 def restore(app: AppContext, ref: str, by: str) -> None:
-    """Recreate a volume costbot deleted, from its snapshot (same AZ, type, size, tags)."""
+    """Recreate a disk costbot deleted, from its snapshot (same zone, type, size, tags)."""
+    config = app.config
+    if ref.startswith("snap-"):
+        restored = _restore_aws(config, app, ref)
+    else:
+        finding = app.store().get(ref)
+        if finding.provider == Provider.AWS:
+            restored = _restore_aws(config, app, ref)
+        else:
+            restored = _restore_other(config, app, finding)
+    if restored.finding_id:
+        with contextlib.suppress(UnknownFindingError):
+            app.store().add_note(
+                restored.finding_id,
+                actor=by,
+                now=utcnow(),
+                note=f"restored as {restored.volume_id} from {restored.snapshot_id}",
+                data={"volume_id": restored.volume_id, "snapshot_id": restored.snapshot_id},
+            )
+    click.echo(
+        f"restored {short_id(restored.source_volume)} as {restored.volume_id} "
+        f"({restored.size_gb} GiB {restored.volume_type} in {restored.zone}) "
+        f"from {restored.snapshot_id}"
+    )
+
+
+def _restore_aws(config: Config, app: AppContext, ref: str) -> Restored:
     from cleaners.aws_restore import RestoreVolume
     from costbot.providers.aws import AwsProvider
 
-    config = app.config
     if config.providers.aws is None:
         raise ConfigError("restore needs providers.aws", key="providers.aws")
     provider = AwsProvider(config.providers.aws, config.rules.oversized_instance)
@@ -157,18 +183,32 @@ def restore(app: AppContext, ref: str, by: str) -> None:
     if found is None:
         raise CleanupError(f"no costbot snapshot found for {ref}")
     unit, snapshot = found
-    restored = restorer.restore(unit.account, unit.region, snapshot)
-    if restored.finding_id:
-        with contextlib.suppress(UnknownFindingError):
-            app.store().add_note(
-                restored.finding_id,
-                actor=by,
-                now=utcnow(),
-                note=f"restored as {restored.volume_id} from {restored.snapshot_id}",
-                data={"volume_id": restored.volume_id, "snapshot_id": restored.snapshot_id},
-            )
-    click.echo(
-        f"restored {restored.source_volume} as {restored.volume_id} "
-        f"({restored.size_gb} GiB {restored.volume_type} in {restored.zone}) "
-        f"from {restored.snapshot_id}"
-    )
+    return restorer.restore(unit.account, unit.region, snapshot)
+
+
+def _restore_other(config: Config, app: AppContext, finding: StoredFinding) -> Restored:
+    """GCP/Azure: the snapshot is the one the finding's last successful action recorded."""
+    key = "snapshot" if finding.provider == Provider.GCP else "snapshot_id"
+    done = [
+        a.data
+        for a in app.store().actions(finding.id)
+        if a.result in ("done", "already_gone") and a.data.get(key) and a.data.get("disk")
+    ]
+    if not done:
+        raise CleanupError(f"no costbot snapshot recorded for {finding.id}")
+    today = utcnow
+    if finding.provider == Provider.GCP:
+        from cleaners.gcp_restore import RestoreGcpDisk
+        from costbot.providers.gcp_clients import GcpClients
+
+        if config.providers.gcp is None:
+            raise ConfigError("restore needs providers.gcp", key="providers.gcp")
+        gcp = RestoreGcpDisk(GcpClients(config.providers.gcp), config.exclusions, today)
+        return gcp.restore(finding, done[-1])
+    from cleaners.azure_restore import RestoreAzureDisk
+    from costbot.providers.azure_clients import AzureClients
+
+    if config.providers.azure is None:
+        raise ConfigError("restore needs providers.azure", key="providers.azure")
+    azure = RestoreAzureDisk(AzureClients(config.providers.azure), config.exclusions, today)
+    return azure.restore(finding, done[-1])
