@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk
+from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, not_actionable
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
 from costbot.scanners import exclusion_reason
@@ -105,15 +105,6 @@ class AwsAction:
         excluded = self._excluded(finding, tags_of(raw))
         if excluded:
             return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
-        return None
-
-    @staticmethod
-    def _not_actionable(decision: DryRun, gone: str) -> Outcome | None:
-        """The outcome when a re-check right before acting says not to act."""
-        if decision.readiness is Readiness.GONE:
-            return Outcome(Result.ALREADY_GONE, gone)
-        if not decision.ok:
-            return Outcome(Result.CHANGED, decision.verdict)
         return None
 
     def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
@@ -217,7 +208,7 @@ class SnapshotAndDeleteVolume(AwsAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Snapshot (reusing one from an interrupted run), wait until completed, delete."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} was already gone")
+        stop = not_actionable(decision, f"{finding.resource_id} was already gone")
         if stop is not None:
             return stop
         ec2 = self._ec2(finding)
@@ -231,7 +222,7 @@ class SnapshotAndDeleteVolume(AwsAction):
             self._wait_completed(ec2, snapshot_id)
             data["snapshot_id"] = snapshot_id
             # the wait can be long: re-check (attached again? opt-out tag?) right before deleting
-            stop = self._not_actionable(
+            stop = not_actionable(
                 self._decide(finding, self._describe(finding)), f"{finding.resource_id} is gone"
             )
             if stop is not None:

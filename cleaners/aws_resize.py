@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import WaiterError
 
 from cleaners.aws import ASG_TAG, AwsAction, ResourceGone, tags_of
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
 from costbot.errors import CleanupError
 from costbot.store import StoredFinding
 
@@ -98,7 +98,7 @@ class ResizeInstance(AwsAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Stop, modify, start; if the change fails, start the instance again as it was."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} no longer exists")
+        stop = not_actionable(decision, f"{finding.resource_id} no longer exists")
         if stop is not None:
             return stop
         was_running = bool(decision.params["was_running"])

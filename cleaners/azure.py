@@ -12,7 +12,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, recreated
+from costbot.actions import (
+    DryRun,
+    Outcome,
+    Readiness,
+    Result,
+    attached_disk,
+    not_actionable,
+    recreated,
+)
 from costbot.config import Exclusions
 from costbot.errors import CleanupError, ProviderError
 from costbot.model import short_id
@@ -103,14 +111,6 @@ class AzureAction:
         )
         return DryRun(Readiness.READY, f"{decision.verdict} ({proved})", decision.params)
 
-    @staticmethod
-    def _not_actionable(decision: DryRun, gone: str) -> Outcome | None:
-        if decision.readiness is Readiness.GONE:
-            return Outcome(Result.ALREADY_GONE, gone)
-        if not decision.ok:
-            return Outcome(Result.CHANGED, decision.verdict)
-        return None
-
 
 class SnapshotAndDeleteDisk(AzureAction):
     """Snapshot an unattached managed disk (tagged with its source), then delete it."""
@@ -184,7 +184,7 @@ class SnapshotAndDeleteDisk(AzureAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Snapshot (reusing one from an interrupted run), re-check, then delete."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} was already gone")
+        stop = not_actionable(decision, f"{finding.resource_id} was already gone")
         if stop is not None:
             return stop
         disks, group, name = self._disks(finding)
@@ -195,7 +195,7 @@ class SnapshotAndDeleteDisk(AzureAction):
                 finding, decision.params, params.get("action_id")
             )
             data["snapshot_id"] = snapshot
-            stop = self._not_actionable(
+            stop = not_actionable(
                 self._decide(finding, self._describe(finding)), f"{finding.resource_id} is gone"
             )
             if stop is not None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cleaners.azure import AzureAction, ResourceGone
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
 from costbot.errors import CleanupError
 from costbot.providers.azure import power_state, wire
 from costbot.providers.azure_clients import parse_id
@@ -106,7 +106,7 @@ class ResizeAzureVm(AzureAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Resize in place, or deallocate/resize/start; on failure start it as it was."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} no longer exists")
+        stop = not_actionable(decision, f"{finding.resource_id} no longer exists")
         if stop is not None:
             return stop
         p = decision.params

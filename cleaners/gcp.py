@@ -14,7 +14,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, recreated
+from costbot.actions import (
+    DryRun,
+    Outcome,
+    Readiness,
+    Result,
+    attached_disk,
+    not_actionable,
+    recreated,
+)
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
 from costbot.providers.gcp import last_segment, parse_time
@@ -155,14 +163,6 @@ class GcpAction:
             detail = "; ".join(errors) or operation.http_error_message
             raise CleanupError(f"operation {operation.name} failed: {detail}")
 
-    @staticmethod
-    def _not_actionable(decision: DryRun, gone: str) -> Outcome | None:
-        if decision.readiness is Readiness.GONE:
-            return Outcome(Result.ALREADY_GONE, gone)
-        if not decision.ok:
-            return Outcome(Result.CHANGED, decision.verdict)
-        return None
-
 
 class SnapshotAndDeleteDisk(GcpAction):
     """Snapshot an unattached persistent disk (labelled with its source), then delete it."""
@@ -242,7 +242,7 @@ class SnapshotAndDeleteDisk(GcpAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Snapshot (reusing one from an interrupted run), wait until READY, re-check, delete."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} was already gone")
+        stop = not_actionable(decision, f"{finding.resource_id} was already gone")
         if stop is not None:
             return stop
         where = self._where(finding)
@@ -253,7 +253,7 @@ class SnapshotAndDeleteDisk(GcpAction):
                 where, finding, decision.params, params.get("action_id")
             )
             data["snapshot"] = f"projects/{where['project']}/global/snapshots/{name}"
-            stop = self._not_actionable(
+            stop = not_actionable(
                 self._decide(finding, self._describe(finding)), f"{finding.resource_id} is gone"
             )
             if stop is not None:

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cleaners.gcp import GcpAction, ResourceGone, path_parts
-from costbot.actions import DryRun, Outcome, Readiness, Result
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
 from costbot.errors import CleanupError
 from costbot.providers.gcp import last_segment
 from costbot.store import StoredFinding
@@ -94,7 +94,7 @@ class ResizeGcpInstance(GcpAction):
     def execute(self, finding: StoredFinding, params: Mapping[str, Any]) -> Outcome:
         """Stop, change the machine type, start; if the change fails, start it as it was."""
         decision = self._decide(finding, self._describe(finding))
-        stop = self._not_actionable(decision, f"{finding.resource_id} no longer exists")
+        stop = not_actionable(decision, f"{finding.resource_id} no longer exists")
         if stop is not None:
             return stop
         was_running = bool(decision.params["was_running"])

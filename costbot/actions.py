@@ -130,3 +130,12 @@ class Restored:
     zone: str
     volume_type: str
     size_gb: int
+
+
+def not_actionable(decision: DryRun, gone: str) -> Outcome | None:
+    """The outcome when a re-check right before acting says not to act (None: go ahead)."""
+    if decision.readiness is Readiness.GONE:
+        return Outcome(Result.ALREADY_GONE, gone)
+    if not decision.ok:
+        return Outcome(Result.CHANGED, decision.verdict)
+    return None

@@ -29,9 +29,8 @@ from costbot.model import (
     Volume,
 )
 from costbot.providers.aws_sessions import AwsSessions, aws_errors
-from costbot.providers.cpu import cpu_stats, with_cpu
+from costbot.providers.cpu import cpu_stats, with_cpu, worth_rating
 from costbot.ratelimit import RateLimiter
-from costbot.scanners import is_burstable
 
 METRIC_QUERIES_PER_CALL = 500
 STOP_TIME = re.compile(r"\((\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}) (?:GMT|UTC)\)")
@@ -108,13 +107,7 @@ class AwsProvider:
         volumes = tuple(self._volumes(unit, ec2))
         addresses = tuple(self._addresses(unit, ec2))
         instances = list(self._instances(unit, ec2))
-        to_rate = [
-            i
-            for i in instances
-            if i.state == "running"
-            and not is_burstable(i.instance_type)
-            and (i.launched_at is None or now - i.launched_at >= self._lookback)
-        ]
+        to_rate = worth_rating(instances, now, self._rule.lookback_days)
         sizes = self._sizes(unit, ec2, {i.instance_type.split(".")[0] for i in to_rate})
         if to_rate:
             cloudwatch = self.client(unit.account, "cloudwatch", unit.region)

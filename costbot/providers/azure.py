@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from costbot.config import AzureConfig, OversizedInstanceRule
@@ -27,8 +27,7 @@ from costbot.model import (
 )
 from costbot.pricing.azure import vm_series
 from costbot.providers.azure_clients import AzureClients, azure_errors
-from costbot.providers.cpu import cpu_stats, metric_window, with_cpu
-from costbot.scanners import is_burstable
+from costbot.providers.cpu import cpu_stats, metric_window, with_cpu, worth_rating
 
 CPU_METRIC = "Percentage CPU"
 RESOURCE_ID_DIMENSION = "Microsoft.ResourceId"
@@ -99,15 +98,7 @@ class AzureProvider:
         by_lower_id = {i.resource_id.lower(): i.resource_id for i in instances}
         volumes = tuple(self._disks(sub, by_lower_id))
         addresses = tuple(self._public_ips(sub))
-        lookback = timedelta(days=self._rule.lookback_days)
-        to_rate = [
-            i
-            for i in instances
-            if i.state == "running"
-            and not i.not_rated
-            and not is_burstable(i.instance_type)
-            and (i.launched_at is None or now - i.launched_at >= lookback)
-        ]
+        to_rate = worth_rating(instances, now, self._rule.lookback_days)
         sizes: dict[str, tuple[InstanceSize, ...]] = {}
         if to_rate:
             for location in sorted({i.zone for i in to_rate}):

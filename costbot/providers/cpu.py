@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from costbot.model import CpuStats, Instance
+from costbot.scanners import is_burstable
 
 
 def percentile(values: Sequence[float], pct: float) -> float:
@@ -44,3 +45,19 @@ def metric_window(now: datetime, days: int, daily: bool) -> tuple[datetime, date
 def with_cpu(instance: Instance, cpu: CpuStats | None) -> Instance:
     """The instance with its CPU statistics attached (unchanged when there are none)."""
     return instance if cpu is None else replace(instance, cpu=cpu)
+
+
+def worth_rating(
+    instances: Sequence[Instance], now: datetime, lookback_days: int
+) -> list[Instance]:
+    """The instances whose CPU is worth fetching: running, rateable (not burstable, not a shape
+    without smaller sizes) and running for at least the look-back window."""
+    lookback = timedelta(days=lookback_days)
+    return [
+        i
+        for i in instances
+        if i.state == "running"
+        and not i.not_rated
+        and not is_burstable(i.instance_type)
+        and (i.launched_at is None or now - i.launched_at >= lookback)
+    ]

@@ -11,7 +11,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from costbot.config import GcpConfig, OversizedInstanceRule
@@ -26,7 +26,7 @@ from costbot.model import (
     UnitFailure,
     Volume,
 )
-from costbot.providers.cpu import cpu_stats, metric_window, with_cpu
+from costbot.providers.cpu import cpu_stats, metric_window, with_cpu, worth_rating
 from costbot.providers.gcp_clients import GcpClients, gcp_errors
 from costbot.scanners import is_burstable
 
@@ -101,15 +101,7 @@ class GcpProvider:
         addresses = tuple(self._addresses(project))
         listed = list(self._instances(project))
         instances = [instance for _id, instance in listed]
-        lookback = timedelta(days=self._rule.lookback_days)
-        to_rate = [
-            i
-            for i in instances
-            if i.state == "running"
-            and not i.not_rated
-            and not is_burstable(i.instance_type)
-            and (i.launched_at is None or now - i.launched_at >= lookback)
-        ]
+        to_rate = worth_rating(instances, now, self._rule.lookback_days)
         sizes: dict[str, tuple[InstanceSize, ...]] = {}
         if to_rate:
             for zone in sorted({i.zone for i in to_rate}):
