@@ -14,10 +14,18 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from costbot.actions import DryRun, Outcome, Readiness, Result, attached_disk, not_actionable
+from costbot.actions import (
+    CloudAction,
+    DryRun,
+    Outcome,
+    Readiness,
+    Result,
+    attached_disk,
+    not_actionable,
+    would,
+)
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
-from costbot.scanners import exclusion_reason
 from costbot.store import StoredFinding
 
 log = logging.getLogger(__name__)
@@ -50,25 +58,15 @@ def tags_of(raw: Mapping[str, Any]) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in raw.get("Tags", []) or []}
 
 
-class AwsAction:
+class AwsAction(CloudAction[ClientSource]):
     """Shared plumbing: clients per finding, EC2's DryRun answer, error mapping."""
 
-    action = ""
-    permissions: tuple[str, ...] = ()
-    needs_window = False
-
-    def __init__(
-        self, clients: ClientSource, exclusions: Exclusions, today: Callable[[], datetime]
-    ) -> None:
-        self._clients = clients
-        self._exclusions = exclusions
-        self._today = today
+    @staticmethod
+    def _tags_of(raw: Any) -> Mapping[str, str]:
+        return tags_of(raw)
 
     def _ec2(self, finding: StoredFinding) -> Any:
         return self._clients(finding.account, "ec2", finding.region)
-
-    def _excluded(self, finding: StoredFinding, tags: Mapping[str, str]) -> str | None:
-        return exclusion_reason(finding.resource_id, tags, self._exclusions, self._today().date())
 
     @staticmethod
     def _provider_dry_run(call: Callable[..., Any], permission: str, **kwargs: Any) -> str | None:
@@ -95,17 +93,6 @@ class AwsAction:
             if problem:
                 return DryRun(Readiness.DENIED, f"dry run failed: {problem}", decision.params)
         return DryRun(Readiness.READY, decision.verdict + " (EC2 dry run passed)", decision.params)
-
-    def _gone_or_excluded(
-        self, finding: StoredFinding, raw: Mapping[str, Any] | None
-    ) -> DryRun | None:
-        """The first two questions of every decision: does it still exist, is it opted out?"""
-        if raw is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
-        excluded = self._excluded(finding, tags_of(raw))
-        if excluded:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {excluded}")
-        return None
 
     def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
         try:
@@ -187,11 +174,7 @@ class SnapshotAndDeleteVolume(AwsAction):
             if self.snapshot
             else (f"delete {finding.resource_id} ({size}) without a snapshot")
         )
-        return DryRun(
-            Readiness.READY,
-            f"would {first}; saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, first, params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-describe, decide, then EC2 DryRun of CreateSnapshot and DeleteVolume."""
@@ -370,12 +353,7 @@ class ReleaseAddress(AwsAction):
                 Readiness.CHANGED, f"{address['PublicIp']} is now associated with {target}"
             )
         params = {"ip": address["PublicIp"], "allocation_id": address.get("AllocationId")}
-        return DryRun(
-            Readiness.READY,
-            f"would release {address['PublicIp']} "
-            f"({finding.resource_id}); saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, f"release {address['PublicIp']} ({finding.resource_id})", params)
 
     def _release_args(self, finding: StoredFinding) -> dict[str, str]:
         if finding.resource_id.startswith("eipalloc-"):

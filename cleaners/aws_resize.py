@@ -10,7 +10,7 @@ from typing import Any
 from botocore.exceptions import WaiterError
 
 from cleaners.aws import ASG_TAG, AwsAction, ResourceGone, tags_of
-from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable, would
 from costbot.errors import CleanupError
 from costbot.store import StoredFinding
 
@@ -69,12 +69,8 @@ class ResizeInstance(AwsAction):
             return DryRun(Readiness.CHANGED, f"{finding.resource_id} is {state}")
         params = {"from_type": current, "to_type": target, "was_running": state == "running"}
         restart = ", start it again" if state == "running" else ""
-        return DryRun(
-            Readiness.READY,
-            f"would stop {finding.resource_id}, change {current} → {target}{restart}; "
-            f"saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        change = f"stop {finding.resource_id}, change {current} → {target}{restart}"
+        return would(finding, change, params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-describe, decide, then EC2 DryRun of each step."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from costbot.actions import (
+    CloudAction,
     DryRun,
     Outcome,
     Readiness,
@@ -20,13 +20,13 @@ from costbot.actions import (
     attached_disk,
     not_actionable,
     recreated,
+    would,
 )
-from costbot.config import Exclusions
 from costbot.errors import CleanupError, ProviderError
 from costbot.model import short_id
 from costbot.providers.azure import ip_holders, parse_time, wire
 from costbot.providers.azure_clients import AzureClients, parse_id, permits
-from costbot.scanners import SITE_RECOVERY_DISK, exclusion_reason
+from costbot.scanners import SITE_RECOVERY_DISK
 from costbot.store import StoredFinding
 
 log = logging.getLogger(__name__)
@@ -46,19 +46,12 @@ class ResourceGone(CleanupError):
     """ARM answered 404 for the resource."""
 
 
-class AzureAction:
+class AzureAction(CloudAction[AzureClients]):
     """Shared plumbing: clients, re-check helpers, the permissions probe, error mapping."""
 
-    action = ""
-    permissions: tuple[str, ...] = ()
-    needs_window = False
-
-    def __init__(
-        self, clients: AzureClients, exclusions: Exclusions, today: Callable[[], datetime]
-    ) -> None:
-        self._clients = clients
-        self._exclusions = exclusions
-        self._today = today
+    @staticmethod
+    def _tags_of(raw: Any) -> Mapping[str, str]:
+        return dict(raw.get("tags") or {})
 
     def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from azure.core.exceptions import AzureError, ResourceNotFoundError
@@ -76,18 +69,6 @@ class AzureAction:
             return wire(self._call(what, call, *args))
         except ResourceGone:
             return None
-
-    def _gone_or_excluded(
-        self, finding: StoredFinding, raw: Mapping[str, Any] | None
-    ) -> DryRun | None:
-        if raw is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
-        why = exclusion_reason(
-            finding.resource_id, raw.get("tags") or {}, self._exclusions, self._today().date()
-        )
-        if why:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {why}")
-        return None
 
     def _probe(self, finding: StoredFinding, decision: DryRun, wanted: tuple[str, ...]) -> DryRun:
         """The caller's effective permissions on the resource group must allow every action."""
@@ -167,11 +148,7 @@ class SnapshotAndDeleteDisk(AzureAction):
             if self.snapshot
             else f"delete {disk['name']} ({size}) without a snapshot"
         )
-        return DryRun(
-            Readiness.READY,
-            f"would {first}; saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, first, params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the disk, decide, then check the effective permissions on its group."""
@@ -323,12 +300,8 @@ class DeletePublicIp(AzureAction):
             )
         if holders:
             return DryRun(Readiness.CHANGED, f"{address} is now used by {holders[0]}")
-        return DryRun(
-            Readiness.READY,
-            f"would delete public IP {address} ({ip['name']}); "
-            f"saves ${finding.monthly_savings_usd:,.2f}/month",
-            {"ip": address, "name": ip["name"]},
-        )
+        params = {"ip": address, "name": ip["name"]}
+        return would(finding, f"delete public IP {address} ({ip['name']})", params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the IP, decide, then check the effective permissions on its group."""

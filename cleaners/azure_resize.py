@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cleaners.azure import AzureAction, ResourceGone
-from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable, would
 from costbot.errors import CleanupError
 from costbot.providers.azure import power_state, wire
 from costbot.providers.azure_clients import parse_id
@@ -83,11 +83,7 @@ class ResizeAzureVm(AzureAction):
             if in_place
             else "deallocate it, resize" + (", start it again" if state == "running" else "")
         )
-        return DryRun(
-            Readiness.READY,
-            f"would {how}: {current} → {target}; saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, f"{how}: {current} → {target}", params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the VM and its offered sizes, decide, then check the effective permissions."""

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from costbot.actions import (
+    CloudAction,
     DryRun,
     Outcome,
     Readiness,
@@ -22,12 +23,12 @@ from costbot.actions import (
     attached_disk,
     not_actionable,
     recreated,
+    would,
 )
 from costbot.config import Exclusions
 from costbot.errors import CleanupError
 from costbot.providers.gcp import last_segment, parse_time
 from costbot.providers.gcp_clients import GcpClients
-from costbot.scanners import exclusion_reason
 from costbot.store import StoredFinding
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,8 @@ def path_parts(resource_id: str) -> dict[str, str]:
     return found
 
 
-class GcpAction:
+class GcpAction(CloudAction[GcpClients]):
     """Shared plumbing: clients, re-check helpers, permission probes, operation waits."""
-
-    action = ""
-    permissions: tuple[str, ...] = ()
-    needs_window = False
 
     def __init__(
         self,
@@ -74,9 +71,7 @@ class GcpAction:
         *,
         operation_timeout_s: float = OPERATION_TIMEOUT_S,
     ) -> None:
-        self._clients = clients
-        self._exclusions = exclusions
-        self._today = today
+        super().__init__(clients, exclusions, today)
         self._timeout_s = operation_timeout_s
 
     def _call(self, what: str, call: Callable[..., Any], **kwargs: Any) -> Any:
@@ -96,15 +91,9 @@ class GcpAction:
         except ResourceGone:
             return None
 
-    def _gone_or_excluded(self, finding: StoredFinding, raw: Any) -> DryRun | None:
-        if raw is None:
-            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
-        why = exclusion_reason(
-            finding.resource_id, dict(raw.labels), self._exclusions, self._today().date()
-        )
-        if why:
-            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {why}")
-        return None
+    @staticmethod
+    def _tags_of(raw: Any) -> Mapping[str, str]:
+        return dict(raw.labels)
 
     def _probe(
         self,
@@ -215,11 +204,7 @@ class SnapshotAndDeleteDisk(GcpAction):
             if self.snapshot
             else f"delete {disk.name} ({size}) without a snapshot"
         )
-        return DryRun(
-            Readiness.READY,
-            f"would {first}; saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, first, params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the disk, decide, then testIamPermissions on it."""
@@ -396,12 +381,8 @@ class ReleaseAddress(GcpAction):
         if address.status != "RESERVED" or address.address_type != "EXTERNAL":
             users = ", ".join(last_segment(u) for u in address.users) or address.status
             return DryRun(Readiness.CHANGED, f"{address.address} is now in use ({users})")
-        return DryRun(
-            Readiness.READY,
-            f"would release {address.address} ({address.name}); "
-            f"saves ${finding.monthly_savings_usd:,.2f}/month",
-            {"ip": address.address, "name": address.name},
-        )
+        params = {"ip": address.address, "name": address.name}
+        return would(finding, f"release {address.address} ({address.name})", params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the address, decide, then testIamPermissions on it."""

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cleaners.gcp import GcpAction, ResourceGone, path_parts
-from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable
+from costbot.actions import DryRun, Outcome, Readiness, Result, not_actionable, would
 from costbot.errors import CleanupError
 from costbot.providers.gcp import last_segment
 from costbot.store import StoredFinding
@@ -64,12 +64,7 @@ class ResizeGcpInstance(GcpAction):
         running = instance.status == "RUNNING"
         params = {"from_type": current, "to_type": target, "was_running": running}
         restart = ", start it again" if running else ""
-        return DryRun(
-            Readiness.READY,
-            f"would stop {instance.name}, change {current} → {target}{restart}; "
-            f"saves ${finding.monthly_savings_usd:,.2f}/month",
-            params,
-        )
+        return would(finding, f"stop {instance.name}, change {current} → {target}{restart}", params)
 
     def dry_run(self, finding: StoredFinding) -> DryRun:
         """Re-read the instance, decide, then testIamPermissions for every step."""

@@ -3,13 +3,17 @@ execution returns, and the Cleaner protocol every action class implements."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from costbot.config import Exclusions
+from costbot.scanners import exclusion_reason
 from costbot.store import StoredFinding
+
+ClientsT = TypeVar("ClientsT")
 
 
 class Readiness(StrEnum):
@@ -139,3 +143,41 @@ def not_actionable(decision: DryRun, gone: str) -> Outcome | None:
     if not decision.ok:
         return Outcome(Result.CHANGED, decision.verdict)
     return None
+
+
+def would(finding: StoredFinding, change: str, params: Mapping[str, Any]) -> DryRun:
+    """READY: "would <change>; saves $X/month", with what execution will work from."""
+    saves = f"saves ${finding.monthly_savings_usd:,.2f}/month"
+    return DryRun(Readiness.READY, f"would {change}; {saves}", params)
+
+
+class CloudAction(Generic[ClientsT]):
+    """What every cleanup action shares: its cloud's clients, the exclusions, a clock, and the
+    first two questions of every decision (does it still exist, is it opted out now?)."""
+
+    action = ""
+    permissions: tuple[str, ...] = ()
+    needs_window = False
+
+    def __init__(
+        self, clients: ClientsT, exclusions: Exclusions, today: Callable[[], datetime]
+    ) -> None:
+        self._clients = clients
+        self._exclusions = exclusions
+        self._today = today
+
+    @staticmethod
+    def _tags_of(raw: Any) -> Mapping[str, str]:
+        """The tags/labels of a re-read resource, in the cloud's own shape."""
+        raise NotImplementedError
+
+    def _gone_or_excluded(self, finding: StoredFinding, raw: Any) -> DryRun | None:
+        """GONE when the re-read found nothing, EXCLUDED when an opt-out now protects it."""
+        if raw is None:
+            return DryRun(Readiness.GONE, f"{finding.resource_id} no longer exists")
+        why = exclusion_reason(
+            finding.resource_id, self._tags_of(raw), self._exclusions, self._today().date()
+        )
+        if why:
+            return DryRun(Readiness.EXCLUDED, f"{finding.resource_id} is now {why}")
+        return None
